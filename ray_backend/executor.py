@@ -1,0 +1,232 @@
+"""RayExecutor: each step is a Ray task with its own resources; one context actor per run."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from ray_backend import failures
+from ray_backend.code_shipping import ship_user_modules
+from ray_backend.connection import connect, disconnect
+from ray_backend.context_actor import RunState
+from ray_backend.preflight import check_serializable
+from ray_backend.step_task import run_step
+from ray_backend.transport import ContextTransport
+from synapse_steps.config import ExecutorConfig, load_config
+from synapse_steps.context import BaseStepContext
+from synapse_steps.errors import StepsError
+from synapse_steps.executor import StepExecutor
+from synapse_steps.resources import StepResources
+from synapse_steps.result import StepResult
+from synapse_steps.step import BaseStep
+
+_run_step_task = ray.remote(run_step)
+
+# After a polite cancel, how long a step gets to stop before its worker is killed.
+_CANCEL_GRACE_S = 2.0
+
+
+class StepTaskFailed(StepsError, RuntimeError):
+    """A step task ended without a result (crash, timeout, cancel); message says which."""
+
+    def __init__(self, message: str, traceback: str | None = None) -> None:
+        super().__init__(message, traceback)
+        self.traceback = traceback
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class RayExecutor(StepExecutor):
+    """Runs each step as a Ray task; the caller's context is synced after every step.
+
+    Connects on ``open`` (starting a local Ray when no address is configured, and
+    stopping it again on ``close``), creates the run's context actor, checks that the
+    context and steps pickle, and ships user modules by value.
+
+    Example:
+        >>> from ray_backend import RayExecutor
+        >>> orchestrator = Orchestrator(registry, ctx, executor=RayExecutor())  # doctest: +SKIP
+    """
+
+    def __init__(self, config: ExecutorConfig | None = None) -> None:
+        self._config = config if config is not None else load_config()
+        self._settings = self._config.ray
+        self._connected = False
+        self._actor: ray.actor.ActorHandle | None = None
+        self._transport: ContextTransport | None = None
+        self._resources: dict[str, StepResources] = {}
+        self._nodes: dict[str, str] = {}
+        self.actor_name: str | None = None
+
+    @property
+    def step_nodes(self) -> dict[str, str]:
+        """Step name → Ray node id where it last ran (rollbacks are sent back there)."""
+        return dict(self._nodes)
+
+    def open(self, context: BaseStepContext, steps: Sequence[BaseStep]) -> None:
+        self._config.check_step_names([s.name for s in steps])
+        self._resources = {s.name: self._config.resources_for(s) for s in steps}
+        self._nodes = {}
+        self._connected = connect(self._settings)
+        try:
+            ship_user_modules()
+            check_serializable(context, steps)
+            self.actor_name = f"synapse-steps-run-{context.runtime_ctx.job_id}-{uuid.uuid4().hex[:8]}"
+            self._actor = (
+                ray.remote(RunState)
+                .options(name=self.actor_name, namespace=self._settings.namespace, num_cpus=0, max_restarts=0)
+                .remote()
+            )
+            self._transport = ContextTransport(context)
+        except BaseException:
+            self.close()
+            raise
+
+    def execute(self, step: BaseStep, context: BaseStepContext) -> StepResult:
+        try:
+            meta = self._run("execute", step, context, None)
+        except StepTaskFailed as exc:
+            return StepResult(success=False, error=str(exc), traceback=exc.traceback)
+        result = meta["result"]
+        return result
+
+    def rollback(self, step: BaseStep, context: BaseStepContext, result: StepResult) -> None:
+        meta = self._run("rollback", step, context, result)
+        if meta["error"]:
+            raise StepTaskFailed(meta["error"], meta["traceback"])
+
+    def close(self) -> None:
+        if self._actor is not None:
+            ray.kill(self._actor, no_restart=True)
+            self._actor = None
+        self._transport = None
+        if self._connected:
+            self._connected = False
+            disconnect(True)
+
+    def _run(self, mode: str, step: BaseStep, context: BaseStepContext, result: StepResult | None) -> dict[str, Any]:
+        """Submit one step task, relay its events while it runs, apply what it committed."""
+        assert self._transport is not None and self._actor is not None, "RayExecutor used before open()"
+        resources = self._resources[step.name]
+        token = f"{mode}:{step.name}:{uuid.uuid4().hex[:8]}"
+        runtime_info = {
+            "env": context.runtime_ctx.env,
+            "job_id": context.runtime_ctx.job_id,
+            "flush_interval_s": self._settings.progress_interval_s,
+        }
+        meta_ref, changed_ref = _run_step_task.options(**self._task_options(mode, step, resources)).remote(
+            mode, step, type(context), self._transport.snapshot(), runtime_info, self._actor, token, result,
+            self._reraise(resources) if mode == "execute" else (),
+        )
+        meta = self._await(meta_ref, step, mode, token, resources, context)
+        self._nodes[step.name] = meta["node_id"]
+        self._transport.apply(meta["fields"], changed_ref)
+        self._actor.commit.remote(self._transport.version, self._transport.committed)
+        return meta
+
+    def _task_options(self, mode: str, step: BaseStep, resources: StepResources) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "name": f"synapse-steps:{mode}:{step.name}",
+            "num_returns": 2,
+            "num_cpus": resources.num_cpus,
+            "num_gpus": resources.num_gpus,
+            "max_retries": resources.max_retries if mode == "execute" else 0,
+            "retry_exceptions": self._retry_exceptions(resources) if mode == "execute" else False,
+        }
+        if resources.memory:
+            options["memory"] = resources.memory
+        if resources.resources:
+            options["resources"] = dict(resources.resources)
+        if resources.accelerator_type:
+            options["accelerator_type"] = resources.accelerator_type
+        if self._settings.runtime_env:
+            options["runtime_env"] = self._settings.runtime_env
+        node = self._nodes.get(step.name) if mode == "rollback" else None
+        if node is not None:
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
+        return options
+
+    @staticmethod
+    def _retry_exceptions(resources: StepResources) -> bool | list[type[BaseException]]:
+        if isinstance(resources.retry_exceptions, tuple):
+            return list(resources.retry_exceptions)
+        return bool(resources.retry_exceptions)
+
+    @staticmethod
+    def _reraise(resources: StepResources) -> tuple[type[BaseException], ...]:
+        if resources.max_retries == 0 or not resources.retry_exceptions:
+            return ()
+        if resources.retry_exceptions is True:
+            return (Exception,)
+        return tuple(resources.retry_exceptions)
+
+    def _await(
+        self, ref: ray.ObjectRef, step: BaseStep, mode: str, token: str, resources: StepResources, context: Any
+    ) -> dict[str, Any]:
+        """Wait for a step task, relaying its events; enforce schedule and step time limits."""
+        start = time.monotonic()
+        interval = self._settings.progress_interval_s
+        started: dict[str, str] = {}
+        try:
+            while not ray.wait([ref], timeout=interval)[0]:
+                started = self._relay(context)
+                elapsed = time.monotonic() - start
+                if resources.timeout_s is not None and elapsed > resources.timeout_s:
+                    self._stop(ref)
+                    raise StepTaskFailed(
+                        f"step '{step.name}' ({mode}) timed out after {resources.timeout_s:g}s and was cancelled"
+                    )
+                if token not in started and elapsed > self._settings.schedule_timeout_s:
+                    self._stop(ref)
+                    raise StepTaskFailed(
+                        f"step '{step.name}' ({mode}) could not start within "
+                        f"{self._settings.schedule_timeout_s:g}s: no node has the resources it asks for "
+                        f"({_describe_request(resources)}); cluster total: {ray.cluster_resources()}"
+                    )
+        except KeyboardInterrupt:
+            self._stop(ref)
+            self._relay(context)
+            raise
+        try:
+            meta = ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            started = self._relay(context)
+            if token in started:
+                self._nodes[step.name] = started[token]
+            raise StepTaskFailed(*failures.describe(exc, step.name, mode)) from None
+        if meta["batches_sent"]:
+            self._relay(context)
+        for event in meta["events"]:
+            context.runtime_ctx.record(event)
+        return meta
+
+    def _relay(self, context: Any) -> dict[str, str]:
+        """Replay the actor's undelivered events into the caller's runtime context."""
+        assert self._actor is not None
+        started, events = ray.get(self._actor.drain.remote())
+        for event in events:
+            context.runtime_ctx.record(event)
+        return started
+
+    @staticmethod
+    def _stop(ref: ray.ObjectRef) -> None:
+        """Cancel politely; if the task is stuck (sleep, C code), kill its worker."""
+        ray.cancel(ref)
+        if not ray.wait([ref], timeout=_CANCEL_GRACE_S)[0]:
+            ray.cancel(ref, force=True)
+            ray.wait([ref], timeout=_CANCEL_GRACE_S)
+
+
+def _describe_request(resources: StepResources) -> str:
+    asked = {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus, **resources.resources}
+    if resources.memory:
+        asked["memory"] = resources.memory
+    if resources.accelerator_type:
+        asked["accelerator_type"] = resources.accelerator_type
+    return ", ".join(f"{k}={v}" for k, v in asked.items() if v)

@@ -1,0 +1,37 @@
+"""Before the first step: prove the context and every step can travel to a worker."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ray import cloudpickle
+
+from ray_backend import stored_fields
+from synapse_steps.errors import ContextNotSerializableError
+from synapse_steps.step import BaseStep
+
+
+def check_serializable(context: Any, steps: Sequence[BaseStep]) -> None:
+    """Raise ContextNotSerializableError naming the first field or step that cannot be pickled.
+
+    Large array-like values are skipped: they go through the object store, and
+    pickling them here would copy them for nothing.
+    """
+    _try(type(context), f"the context class {type(context).__qualname__}")
+    for name, value in vars(context).items():
+        if name != "runtime_ctx" and not stored_fields.is_large(value):
+            _try(value, f"context field '{name}' ({type(value).__name__})")
+    for step in steps:
+        _try(step, f"step '{step.name}' ({type(step).__qualname__})")
+
+
+def _try(obj: Any, what: str) -> None:
+    try:
+        cloudpickle.dumps(obj)
+    except Exception as exc:  # noqa: BLE001 - pickling raises many types
+        raise ContextNotSerializableError(
+            f"{what} cannot be pickled, so it cannot be sent to a Ray worker: {type(exc).__name__}: {exc}. "
+            "Keep handles such as locks, sockets and open files out of the context and steps "
+            "(create them inside execute())."
+        ) from exc

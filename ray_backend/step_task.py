@@ -1,0 +1,78 @@
+"""The Ray task that runs one step's ``execute`` or ``rollback`` on a worker.
+
+It rebuilds the context from the snapshot (large fields zero-copy from the object
+store), runs the step with a ``WorkerRuntime`` in place of ``runtime_ctx``, and
+returns two objects: the committed state (small fields, the result, unsent
+events, the node it ran on) and a dict of large values the step changed. Both are
+owned by the driver, so they outlive this worker process.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+import ray
+
+from ray_backend import stored_fields
+from ray_backend.stored_fields import NEW_LARGE_VALUE, StoredField
+from ray_backend.worker_runtime import WorkerRuntime
+from synapse_steps.attempt import run_execute
+from synapse_steps.result import StepResult
+from synapse_steps.step import BaseStep
+
+
+def run_step(
+    mode: str,
+    step: BaseStep,
+    context_cls: type,
+    snapshot: dict[str, Any],
+    runtime_info: dict[str, Any],
+    actor: ray.actor.ActorHandle,
+    token: str,
+    rollback_of: StepResult | None,
+    reraise: tuple[type[BaseException], ...],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    node_id = ray.get_runtime_context().get_node_id()
+    actor.started.remote(token, node_id)
+    values = stored_fields.load(snapshot)
+    ctx = context_cls.__new__(context_cls)
+    ctx.__dict__.update(values)
+    runtime = WorkerRuntime(
+        runtime_info["env"], runtime_info["job_id"], actor, token, runtime_info["flush_interval_s"]
+    )
+    ctx.runtime_ctx = runtime
+    meta: dict[str, Any] = {"node_id": node_id, "result": None, "error": None, "traceback": None}
+    if mode == "execute":
+        meta["result"] = run_execute(step, ctx, reraise)
+    else:
+        try:
+            step.rollback(ctx, rollback_of)
+        except Exception as exc:  # noqa: BLE001 - reported to the driver, which records it
+            meta["error"] = f"{type(exc).__name__}: {exc}"
+            meta["traceback"] = traceback.format_exc()
+    fields, changed_large = _commit(snapshot, values, ctx)
+    meta["fields"] = fields
+    meta["events"] = runtime.take_pending()
+    meta["batches_sent"] = runtime.batches_sent
+    return meta, changed_large
+
+
+def _commit(
+    snapshot: dict[str, Any], loaded: dict[str, Any], ctx: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split the context into small values and large values that changed."""
+    fields: dict[str, Any] = {}
+    changed_large: dict[str, Any] = {}
+    for name, value in vars(ctx).items():
+        if name == "runtime_ctx":
+            continue
+        before = snapshot.get(name)
+        if isinstance(before, StoredField) and value is loaded.get(name) and stored_fields.is_immutable(value):
+            fields[name] = before
+        elif stored_fields.is_large(value):
+            fields[name] = NEW_LARGE_VALUE
+            changed_large[name] = value
+        else:
+            fields[name] = value
+    return fields, changed_large

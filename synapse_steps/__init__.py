@@ -1,0 +1,55 @@
+"""Step-based workflows with weighted progress, shared state and rollback.
+
+Runs in-process by default and on Ray by configuration (``ray_backend``), with no
+change to the steps. This package never imports ``ray``.
+"""
+
+from synapse_steps.actions import BaseAction, BaseTrainAction, BaseUploadAction, TrainContext, UploadContext
+from synapse_steps.config import ExecutorConfig, RaySettings, StepOptions, load_config
+from synapse_steps.context import BaseStepContext
+from synapse_steps.errors import (
+    ConfigError,
+    ContextNotSerializableError,
+    ExecutorUnavailableError,
+    StepDefinitionError,
+    StepFailedError,
+    StepsError,
+    UnknownStepError,
+)
+from synapse_steps.executor import StepExecutor
+from synapse_steps.local_executor import LocalExecutor
+from synapse_steps.orchestrator import Orchestrator
+from synapse_steps.registry import StepRegistry
+from synapse_steps.resources import StepResources
+from synapse_steps.result import StepResult
+from synapse_steps.runtime import RuntimeContext, RuntimeEvent
+from synapse_steps.step import BaseStep
+
+__all__ = [
+    "BaseAction",
+    "BaseStep",
+    "BaseStepContext",
+    "BaseTrainAction",
+    "BaseUploadAction",
+    "ConfigError",
+    "ContextNotSerializableError",
+    "ExecutorConfig",
+    "ExecutorUnavailableError",
+    "LocalExecutor",
+    "Orchestrator",
+    "RaySettings",
+    "RuntimeContext",
+    "RuntimeEvent",
+    "StepDefinitionError",
+    "StepExecutor",
+    "StepFailedError",
+    "StepOptions",
+    "StepRegistry",
+    "StepResources",
+    "StepResult",
+    "StepsError",
+    "TrainContext",
+    "UnknownStepError",
+    "UploadContext",
+    "load_config",
+]

@@ -1,0 +1,80 @@
+"""An action: validated params + a registry of steps + a context, run by an executor."""
+
+from __future__ import annotations
+
+import typing
+from abc import ABC, abstractmethod
+from os import PathLike
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from synapse_steps.config import ExecutorConfig, build_executor, load_config
+from synapse_steps.context import BaseStepContext
+from synapse_steps.orchestrator import Orchestrator
+from synapse_steps.progress import ProgressCallback
+from synapse_steps.registry import StepRegistry
+from synapse_steps.runtime import RuntimeContext
+
+P = TypeVar("P", bound=BaseModel)
+C = TypeVar("C", bound=BaseStepContext)
+
+
+class BaseAction(ABC, Generic[P, C]):
+    """Subclass a specialized action (train, upload) and override ``setup_steps``.
+
+    ``params`` may be the pydantic model or a plain mapping validated against it (the
+    model is taken from the generic argument, ``BaseTrainAction[MyParams]``, or from a
+    ``params_model`` class attribute). ``config`` picks the executor; by default it
+    comes from ``SYNAPSE_STEPS_*`` environment variables, i.e. in-process.
+    """
+
+    context_class: type[C]
+    params_model: type[P]
+
+    def __init__(
+        self,
+        params: P | dict[str, Any],
+        runtime_ctx: RuntimeContext | None = None,
+        *,
+        config: ExecutorConfig | str | PathLike[str] | None = None,
+        progress_callback: ProgressCallback | None = None,
+    ) -> None:
+        model = self._resolve_params_model()
+        self.params: P = params if isinstance(params, model) else model.model_validate(params)
+        self.runtime_ctx = runtime_ctx if runtime_ctx is not None else RuntimeContext()
+        self.config = config if isinstance(config, ExecutorConfig) else load_config(config)
+        self.progress_callback = progress_callback
+        self.context: C | None = None
+
+    @abstractmethod
+    def setup_steps(self, registry: StepRegistry[C]) -> None:
+        """Register this action's steps in order."""
+
+    def create_context(self) -> C:
+        """The run's context; override to fill action-specific fields."""
+        return self.context_class(runtime_ctx=self.runtime_ctx, params=self.params.model_dump())  # type: ignore[call-arg]
+
+    def run(self) -> dict[str, Any]:
+        """Build the registry and context, then execute with the configured executor.
+
+        The context stays readable as ``self.context`` afterwards, success or failure.
+        """
+        registry: StepRegistry[C] = StepRegistry()
+        self.setup_steps(registry)
+        self.context = self.create_context()
+        executor = build_executor(self.config, registry.get_step_names())
+        orchestrator = Orchestrator(registry, self.context, self.progress_callback, executor=executor)
+        return orchestrator.execute()
+
+    @classmethod
+    def _resolve_params_model(cls) -> type[P]:
+        explicit = cls.__dict__.get("params_model") or getattr(cls, "params_model", None)
+        if isinstance(explicit, type) and issubclass(explicit, BaseModel):
+            return explicit
+        for klass in cls.__mro__:
+            for base in getattr(klass, "__orig_bases__", ()):
+                for arg in typing.get_args(base):
+                    if isinstance(arg, type) and issubclass(arg, BaseModel):
+                        return arg  # type: ignore[return-value]
+        raise TypeError(f"{cls.__name__} needs a params model: subclass e.g. BaseTrainAction[MyParams]")

@@ -1,0 +1,38 @@
+"""One attempt at a step's ``execute``, identical wherever it runs.
+
+Executors call this in their own process (in-process, or inside a Ray worker), so
+exception capture and result checking behave the same on every backend.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+from synapse_steps.context import BaseStepContext
+from synapse_steps.result import StepResult
+from synapse_steps.step import BaseStep
+
+
+def run_execute(
+    step: BaseStep, ctx: BaseStepContext, reraise: tuple[type[BaseException], ...] = ()
+) -> StepResult:
+    """Run ``step.execute``; an exception or a wrong return type becomes a failed result.
+
+    Exceptions matching ``reraise`` propagate instead, so an executor that retries
+    on chosen exceptions (Ray's ``retry_exceptions``) can see them.
+    """
+    try:
+        result = step.execute(ctx)
+    except reraise:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any step error fails the step, never the run loop
+        message = str(exc) or type(exc).__name__
+        return StepResult(success=False, error=message, traceback=traceback.format_exc())
+    if not isinstance(result, StepResult):
+        return StepResult(
+            success=False,
+            error=f"step '{step.name}' returned {type(result).__name__} from execute(); it must return a StepResult",
+        )
+    if not result.success and not result.error:
+        result.error = "execute() returned success=False without an error message"
+    return result

@@ -1,0 +1,160 @@
+"""Executor configuration: one pydantic settings model, from a YAML/TOML file and env.
+
+Precedence, lowest first: built-in defaults, the file, ``SYNAPSE_STEPS_*``
+environment variables (nested with ``__``, e.g. ``SYNAPSE_STEPS_RAY__ADDRESS=auto``).
+So the same action moves between in-process and Ray by changing one value::
+
+    executor: ray          # or: SYNAPSE_STEPS_EXECUTOR=ray
+    ray:
+      address: auto        # omit to start a local Ray for the run
+    steps:
+      train: {num_gpus: 1, timeout_s: 3600}
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from os import PathLike
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from synapse_steps.errors import ConfigError, ExecutorUnavailableError, UnknownStepError
+from synapse_steps.executor import StepExecutor
+from synapse_steps.resources import StepResources
+from synapse_steps.step import BaseStep
+
+
+class StepOptions(BaseModel):
+    """Resources, retries and time limit for a step; unset fields keep the step's own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_cpus: float | None = Field(None, ge=0, description="CPUs reserved for the step's task.")
+    num_gpus: float | None = Field(None, ge=0, description="GPUs reserved; the step lands on a GPU node.")
+    memory: int | None = Field(None, gt=0, description="Bytes of memory reserved for the task.")
+    resources: dict[str, float] | None = Field(None, description="Custom Ray resources, e.g. {'trainer': 1}.")
+    accelerator_type: str | None = Field(None, description="Ray accelerator type, e.g. 'A100'.")
+    max_retries: int | None = Field(None, ge=-1, description="Re-runs after a worker crash; 0 by default.")
+    timeout_s: float | None = Field(None, gt=0, description="Wall-clock limit for the step, queueing included.")
+
+    def as_overrides(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class RaySettings(BaseModel):
+    """How to reach Ray and how a run behaves on it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str | None = Field(
+        None,
+        description="Cluster to join ('auto', 'host:port', 'ray://host:10001'). "
+        "None: RAY_ADDRESS if set, else start a local Ray for the run and stop it after.",
+    )
+    namespace: str = Field("synapse-steps", min_length=1, description="Ray namespace of the run's context actor.")
+    runtime_env: dict[str, Any] | None = Field(None, description="Ray runtime_env for every step's task.")
+    num_cpus: int | None = Field(None, gt=0, description="CPUs of a locally started Ray (default: all).")
+    schedule_timeout_s: float = Field(
+        120.0, gt=0, description="Fail a step that no node can start within this many seconds."
+    )
+    progress_interval_s: float = Field(0.1, gt=0, le=5, description="How often the driver reads worker progress.")
+    connect_timeout_s: float = Field(5.0, gt=0, description="Fail fast when the cluster address does not answer.")
+
+
+class ExecutorConfig(BaseSettings):
+    """Where steps run. Field descriptions are the reference for the config file."""
+
+    model_config = SettingsConfigDict(env_prefix="SYNAPSE_STEPS_", env_nested_delimiter="__", extra="forbid")
+
+    executor: Literal["local", "ray"] = Field("local", description="'local' (in-process) or 'ray'.")
+    ray: RaySettings = Field(default_factory=RaySettings)
+    defaults: StepOptions = Field(default_factory=StepOptions, description="Applied to every step first.")
+    steps: dict[str, StepOptions] = Field(default_factory=dict, description="Overrides by step name.")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment variables win over the file's values (passed as init data)."""
+        return (env_settings, init_settings)
+
+    def resources_for(self, step: BaseStep) -> StepResources:
+        """Built-in defaults < config ``defaults`` < what the step declares < ``steps[name]``."""
+        declared = step.resources
+        builtin = StepResources()
+        own = {k: getattr(declared, k) for k in builtin.__dataclass_fields__ if getattr(declared, k) != getattr(builtin, k)}
+        resolved = builtin.merged(self.defaults.as_overrides()).merged(own)
+        override = self.steps.get(step.name)
+        return resolved.merged(override.as_overrides()) if override else resolved
+
+    def check_step_names(self, step_names: list[str]) -> None:
+        unknown = sorted(set(self.steps) - set(step_names))
+        if unknown:
+            raise UnknownStepError(
+                f"config 'steps' overrides {unknown}, but no registered step has that name; registered: {step_names}"
+            )
+
+
+def load_config(path: str | PathLike[str] | None = None, **overrides: Any) -> ExecutorConfig:
+    """Read a YAML, TOML or JSON file (optional), layer env vars on top, validate.
+
+    Raises ConfigError naming the offending field, e.g. ``ray.schedule_timeout_s``.
+    """
+    data = _read_file(Path(path)) if path is not None else {}
+    data.update(overrides)
+    try:
+        return ExecutorConfig(**data)
+    except ValidationError as exc:
+        where = f" in {path}" if path is not None else ""
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid executor configuration{where}: {problems}") from None
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        if path.suffix == ".toml":
+            if sys.version_info >= (3, 11):
+                import tomllib
+            else:  # pragma: no cover - Python 3.10
+                import tomli as tomllib
+            data = tomllib.loads(text)
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+    except Exception as exc:  # noqa: BLE001 - any parser error is a config error
+        raise ConfigError(f"cannot parse config file {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def build_executor(config: ExecutorConfig, step_names: list[str]) -> StepExecutor:
+    """The executor the config names; Ray is imported only when asked for."""
+    config.check_step_names(step_names)
+    if config.executor == "local":
+        from synapse_steps.local_executor import LocalExecutor
+
+        return LocalExecutor()
+    try:
+        from ray_backend import RayExecutor
+    except ImportError as exc:
+        raise ExecutorUnavailableError(
+            f"executor 'ray' needs Ray ({exc}); install it with: pip install \"synapse-steps[ray]\""
+        ) from exc
+    return RayExecutor(config)

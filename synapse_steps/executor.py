@@ -1,0 +1,49 @@
+"""The executor seam: where one step's ``execute`` or ``rollback`` runs.
+
+The orchestrator owns order, skips, results, progress arithmetic and the rollback
+sequence. An executor owns placement and transport: it runs one step against the
+caller's context and, when it returns, the caller's context object holds the
+committed state, so the orchestrator never knows whether the step ran in this
+process or on another machine. Steps report progress and events through
+``ctx.runtime_ctx``; an executor that runs steps elsewhere replays those events
+into the caller's runtime context while the step runs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from types import TracebackType
+
+from synapse_steps.context import BaseStepContext
+from synapse_steps.result import StepResult
+from synapse_steps.step import BaseStep
+
+
+class StepExecutor(ABC):
+    """Runs steps for one orchestrator run at a time: ``open`` → steps → ``close``."""
+
+    def open(self, context: BaseStepContext, steps: Sequence[BaseStep]) -> None:
+        """Prepare a run. Raise here (before any step) for problems found up front."""
+
+    @abstractmethod
+    def execute(self, step: BaseStep, context: BaseStepContext) -> StepResult:
+        """Run ``step.execute``. Step errors come back as a failed result, not raised.
+
+        ``KeyboardInterrupt`` may propagate after the executor has stopped the step.
+        """
+
+    @abstractmethod
+    def rollback(self, step: BaseStep, context: BaseStepContext, result: StepResult) -> None:
+        """Run ``step.rollback(context, result)``; raise if it failed."""
+
+    def close(self) -> None:
+        """End the run and release what ``open`` took, whatever the outcome."""
+
+    def __enter__(self) -> StepExecutor:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

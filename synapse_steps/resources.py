@@ -1,0 +1,47 @@
+"""What a step asks of the machine it runs on; ignored in-process, used by Ray."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StepResources:
+    """Resources, retries and time limit for one step.
+
+    Defaults suit a step with side effects: one CPU, no GPU, no retries (a retried
+    upload uploads twice), no time limit. ``retry_exceptions`` is ``False``, ``True``
+    or a tuple of exception classes that may be retried. ``timeout_s`` bounds the
+    whole step including queueing, so a step that asks for resources no node has
+    fails instead of waiting forever.
+    """
+
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    memory: int | None = None
+    resources: dict[str, float] = field(default_factory=dict)
+    accelerator_type: str | None = None
+    max_retries: int = 0
+    retry_exceptions: bool | tuple[type[BaseException], ...] = False
+    timeout_s: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("num_cpus", "num_gpus"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.memory is not None and self.memory <= 0:
+            raise ValueError(f"memory must be a positive number of bytes, got {self.memory!r}")
+        for key, amount in self.resources.items():
+            if not math.isfinite(amount) or amount < 0:
+                raise ValueError(f"resources[{key!r}] must be a finite number >= 0, got {amount!r}")
+        if self.max_retries < -1:
+            raise ValueError(f"max_retries must be >= 0 (or -1 for unlimited), got {self.max_retries!r}")
+        if self.timeout_s is not None and not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
+            raise ValueError(f"timeout_s must be a positive number of seconds, got {self.timeout_s!r}")
+
+    def merged(self, overrides: dict[str, Any]) -> StepResources:
+        """A copy with the given fields replaced (None values are ignored)."""
+        return replace(self, **{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,111 @@
+"""The runtime a step reaches through ``ctx.runtime_ctx``: logger, env, job id and sinks.
+
+Every call a step makes (event, progress, message, metrics) becomes one
+``RuntimeEvent`` passed to ``_emit``. On the driver ``_emit`` records it and tells
+subscribers (the orchestrator's progress tracker, a CLI); a worker-side subclass in
+``ray_backend`` overrides ``_emit`` to ship events to the run's context actor, which
+replays them here in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+EventKind = Literal["event", "progress", "metrics", "message"]
+Subscriber = Callable[["RuntimeEvent"], None]
+
+
+@dataclass(frozen=True)
+class RuntimeEvent:
+    """One thing a step reported. ``step`` is the category (usually the step name)."""
+
+    kind: EventKind
+    step: str | None
+    data: dict[str, Any]
+    name: str | None = None
+    level: str = "info"
+    file: str | None = None
+    timestamp: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+
+class RuntimeContext:
+    """Logger, environment, job id, and readable sinks for what steps report.
+
+    ``events`` keeps logged events, messages and metrics in arrival order; progress is
+    kept only as the latest value per step in ``progress`` (a hot loop may report it
+    100,000 times). ``subscribe`` lets a caller watch every event live.
+
+    Example:
+        >>> rt = RuntimeContext(job_id="job-1")
+        >>> rt.set_progress(3, 10, "load")
+        >>> rt.progress["load"]
+        (3, 10)
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger | None = None,
+        env: dict[str, Any] | None = None,
+        job_id: str | None = None,
+        client: Any = None,
+    ) -> None:
+        self.logger = logger if logger is not None else logging.getLogger("synapse_steps")
+        self.env: dict[str, Any] = dict(env) if env is not None else {}
+        self.job_id = job_id if job_id is not None else uuid.uuid4().hex[:12]
+        self.client = client
+        self.events: list[RuntimeEvent] = []
+        self.progress: dict[str | None, tuple[float, float]] = {}
+        self.metrics: dict[str | None, dict[str, Any]] = {}
+        self._subscribers: list[Subscriber] = []
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback(event)`` for every future event; returns an unsubscribe function."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def log(self, event: str, data: dict[str, Any], file: str | None = None, level: str = "info") -> None:
+        self._emit(RuntimeEvent("event", None, dict(data), name=event, level=level, file=file))
+
+    def set_progress(
+        self, current: float, total: float, category: str | None = None, *, step: str | None = None
+    ) -> None:
+        self._emit(RuntimeEvent("progress", step or category, {"current": current, "total": total}))
+
+    def set_metrics(self, value: dict[str, Any], category: str | None = None, *, step: str | None = None) -> None:
+        self._emit(RuntimeEvent("metrics", step or category, dict(value)))
+
+    def log_message(self, message: str, context: str = "info", *, level: str | None = None) -> None:
+        """A user-facing message; ``context`` is the seed's name for the level."""
+        self._emit(RuntimeEvent("message", None, {"message": str(message)}, level=level or context))
+
+    def _emit(self, event: RuntimeEvent) -> None:
+        self.record(event)
+
+    def record(self, event: RuntimeEvent) -> None:
+        """Store an event and notify subscribers; also the entry point for replayed events."""
+        if event.kind == "progress":
+            self.progress[event.step] = (event.data["current"], event.data["total"])
+        else:
+            if event.kind == "metrics":
+                self.metrics.setdefault(event.step, {}).update(event.data)
+            self.events.append(event)
+            self._log(event)
+        for callback in list(self._subscribers):
+            callback(event)
+
+    def _log(self, event: RuntimeEvent) -> None:
+        level = logging.getLevelName(event.level.upper())
+        if not isinstance(level, int):
+            level = logging.INFO
+        label = event.name or event.kind
+        self.logger.log(level, "%s [%s] %s", label, event.step or "-", event.data)

@@ -1,0 +1,291 @@
+"""Ray-only behaviour: the context actor's lifetime, remote progress, large values, code shipping."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import ray
+
+from ray_backend import RayExecutor, RayOrchestrator
+from synapse_steps import (
+    BaseStep,
+    BaseStepContext,
+    ContextNotSerializableError,
+    Orchestrator,
+    RuntimeContext,
+    StepFailedError,
+    StepRegistry,
+    StepResult,
+)
+from tests.conftest import ray_config
+from tests.steps_kit import KitContext, KitStep
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+def _alive_run_actors() -> list[str]:
+    return [
+        a["Name"]
+        for a in ray._private.state.actors().values()
+        if a["Name"].startswith("synapse-steps-run-") and a["State"] != "DEAD"
+    ]
+
+
+def _registry(*steps: BaseStep) -> StepRegistry:
+    registry: StepRegistry = StepRegistry()
+    for step in steps:
+        registry.register(step)
+    return registry
+
+
+@pytest.mark.parametrize("fail", [None, "raise"])
+def test_no_context_actor_survives_the_run(fail: str | None) -> None:
+    before = _alive_run_actors()
+    ctx = KitContext(runtime_ctx=RuntimeContext())
+    orchestrator = Orchestrator(_registry(KitStep("a"), KitStep("b", fail=fail)), ctx, executor=RayExecutor(ray_config()))
+    if fail:
+        with pytest.raises(StepFailedError):
+            orchestrator.execute()
+    else:
+        orchestrator.execute()
+    deadline = time.monotonic() + 10
+    while _alive_run_actors() != before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _alive_run_actors() == before
+
+
+class SlowTicker(BaseStep[KitContext]):
+    """Reports half-way, then holds still long enough for the driver to see it."""
+
+    name = "ticker"
+    progress_weight = 0.6
+
+    def execute(self, ctx: KitContext) -> StepResult:
+        for i in range(1, 6):
+            ctx.set_progress(i, 10)
+        time.sleep(1.5)
+        for i in range(6, 11):
+            ctx.set_progress(i, 10)
+        return StepResult()
+
+
+def test_worker_progress_reaches_the_callback_while_the_step_runs() -> None:
+    seen: list[tuple[float, int]] = []
+    ctx = KitContext(runtime_ctx=RuntimeContext())
+    registry = _registry(KitStep("load", 0.2), SlowTicker(), KitStep("save", 0.2))
+    start = time.monotonic()
+    Orchestrator(
+        registry, ctx, lambda current, total: seen.append((time.monotonic() - start, current)),
+        executor=RayExecutor(ray_config()),
+    ).execute()
+    values = [v for _, v in seen]
+    assert values == sorted(values) and values[-1] == 100
+    assert all(20 <= v <= 80 for v in values[1:-1]), values
+    halfway = [t for t, v in seen if v == 50]
+    assert halfway, f"the driver never saw the step's half-way progress: {seen}"
+    at_eighty = next(t for t, v in seen if v == 80)
+    assert at_eighty - halfway[0] > 1.0, "half-way progress only arrived when the step ended"
+
+
+class Chatty(BaseStep[KitContext]):
+    name = "chatty"
+    progress_weight = 1.0
+
+    def execute(self, ctx: KitContext) -> StepResult:
+        for i in range(2000):
+            ctx.log("tick", {"i": i})
+            ctx.set_metrics({"loss": 1.0 / (i + 1)})
+        ctx.log_message("done", "success")
+        return StepResult()
+
+
+def test_events_from_a_worker_arrive_in_order_and_complete() -> None:
+    ctx = KitContext(runtime_ctx=RuntimeContext())
+    Orchestrator(_registry(Chatty()), ctx, executor=RayExecutor(ray_config())).execute()
+    ticks = [e.data["i"] for e in ctx.runtime_ctx.events if e.name == "tick"]
+    assert ticks == list(range(2000))
+    assert ctx.runtime_ctx.metrics["chatty"] == {"loss": 1.0 / 2000}
+    assert ctx.runtime_ctx.events[-1].data == {"message": "done"}
+
+
+@dataclass
+class ArrayContext(BaseStepContext):
+    array: Any = None
+    seen: list[tuple[str, bool, int]] = field(default_factory=list)
+
+
+class WriteArray(BaseStep[ArrayContext]):
+    name = "write"
+    progress_weight = 1.0
+
+    def execute(self, ctx: ArrayContext) -> StepResult:
+        ctx.array = np.arange(4_000_000, dtype=np.float64)  # 32 MB
+        return StepResult()
+
+
+class ReadArray(BaseStep[ArrayContext]):
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    progress_weight = 1.0
+
+    def execute(self, ctx: ArrayContext) -> StepResult:
+        ctx.seen.append((self._name, bool(ctx.array.flags.writeable), int(ctx.array[-1])))
+        return StepResult()
+
+
+def test_large_fields_travel_through_the_object_store_untouched() -> None:
+    ctx = ArrayContext(runtime_ctx=RuntimeContext())
+    executor = RayExecutor(ray_config())
+    Orchestrator(_registry(WriteArray(), ReadArray("r1"), ReadArray("r2")), ctx, executor=executor).execute()
+    # Readers got a zero-copy, read-only view from the object store, not a pickled copy.
+    assert ctx.seen == [("r1", False, 3_999_999), ("r2", False, 3_999_999)]
+    assert isinstance(ctx.array, np.ndarray) and ctx.array.shape == (4_000_000,) and ctx.array[-1] == 3_999_999
+
+
+@dataclass
+class LockedContext(BaseStepContext):
+    lock: Any = field(default_factory=threading.Lock)
+
+
+def test_unpicklable_context_field_is_named_before_any_step_runs() -> None:
+    ran: list[str] = []
+    ctx = LockedContext(runtime_ctx=RuntimeContext())
+    registry = _registry(KitStep("a"))
+    with pytest.raises(ContextNotSerializableError, match=r"context field 'lock'"):
+        Orchestrator(registry, ctx, before_step=lambda n, c: ran.append(n), executor=RayExecutor(ray_config())).execute()
+    assert ran == [] and ctx.step_results == []
+
+
+class SocketStep(BaseStep[KitContext]):
+    name = "holds-socket"
+    progress_weight = 1.0
+
+    def __init__(self) -> None:
+        import socket
+
+        self.sock = socket.socket()
+
+    def execute(self, ctx: KitContext) -> StepResult:
+        return StepResult()
+
+
+def test_unpicklable_step_is_named_before_any_step_runs() -> None:
+    step = SocketStep()
+    try:
+        with pytest.raises(ContextNotSerializableError, match=r"step 'holds-socket'"):
+            Orchestrator(_registry(KitStep("a"), step), KitContext(runtime_ctx=RuntimeContext()),
+                         executor=RayExecutor(ray_config())).execute()
+    finally:
+        step.sock.close()
+
+
+def test_ray_orchestrator_has_the_orchestrator_signature_and_result() -> None:
+    ctx = KitContext(runtime_ctx=RuntimeContext())
+    result = RayOrchestrator(_registry(KitStep("a"), KitStep("b", skip=True)), ctx).execute()
+    assert result == {"success": True, "steps_executed": 1, "steps_total": 2}
+    assert [(action, name) for action, name, _ in ctx.trail] == [("execute", "a")]
+    assert ctx.trail[0][2] != os.getpid()
+
+
+OUTSIDE_MODULE = textwrap.dedent(
+    """
+    from dataclasses import dataclass, field
+    from synapse_steps import BaseStep, BaseStepContext, StepResult
+
+    @dataclass
+    class OutsideContext(BaseStepContext):
+        where: list = field(default_factory=list)
+
+    class OutsideStep(BaseStep[OutsideContext]):
+        name = "outside"
+        progress_weight = 1.0
+
+        def execute(self, ctx):
+            import os
+            ctx.where.append(os.getpid())
+            return StepResult()
+    """
+)
+
+
+def test_steps_from_a_module_workers_cannot_import_still_run(tmp_path: Path) -> None:
+    """Exactly the failure a bare Ray task hits: a module imported from outside the project."""
+    module_dir = tmp_path / "elsewhere"
+    module_dir.mkdir()
+    (module_dir / "outside_steps_mod.py").write_text(OUTSIDE_MODULE)
+    sys.path.insert(0, str(module_dir))
+    try:
+        import outside_steps_mod  # type: ignore[import-not-found]
+
+        @ray.remote
+        def bare(step: Any) -> str:
+            return step.name
+
+        with pytest.raises(Exception, match="outside_steps_mod"):
+            ray.get(bare.remote(outside_steps_mod.OutsideStep()), timeout=60)
+
+        ctx = outside_steps_mod.OutsideContext(runtime_ctx=RuntimeContext())
+        Orchestrator(_registry(outside_steps_mod.OutsideStep()), ctx, executor=RayExecutor(ray_config())).execute()
+        assert len(ctx.where) == 1 and ctx.where[0] != os.getpid()
+    finally:
+        sys.path.remove(str(module_dir))
+        sys.modules.pop("outside_steps_mod", None)
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import os
+    from dataclasses import dataclass, field
+    from synapse_steps import BaseStep, BaseStepContext, StepRegistry, StepResult, RuntimeContext, Orchestrator
+
+    @dataclass
+    class ScriptContext(BaseStepContext):
+        pids: list = field(default_factory=list)
+
+    class ScriptStep(BaseStep[ScriptContext]):
+        name = "in-main"
+        progress_weight = 1.0
+
+        def execute(self, ctx):
+            ctx.pids.append(os.getpid())
+            return StepResult()
+
+    if __name__ == "__main__":
+        registry = StepRegistry()
+        registry.register(ScriptStep())
+        ctx = ScriptContext(runtime_ctx=RuntimeContext())
+        print(Orchestrator.from_config(registry, ctx).execute())
+        import ray
+        print("worker-pid-differs", ctx.pids[0] != os.getpid(), "ray-still-up", ray.is_initialized())
+    """
+)
+
+
+@pytest.mark.slow
+def test_script_run_as_main_on_an_embedded_local_ray(tmp_path: Path) -> None:
+    """No address configured: the run starts its own local Ray and stops it afterwards."""
+    script = tmp_path / "flow.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "SYNAPSE_STEPS_EXECUTOR": "ray", "SYNAPSE_STEPS_RAY__NUM_CPUS": "1"}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "{'success': True, 'steps_executed': 1, 'steps_total': 1}" in proc.stdout
+    assert "worker-pid-differs True ray-still-up False" in proc.stdout
