@@ -59,6 +59,7 @@ class RayExecutor(StepExecutor):
         self._settings = self._config.ray
         self._connected = False
         self._actor: ray.actor.ActorHandle | None = None
+        self._job_id = ""
         self._transport: ContextTransport | None = None
         self._resources: dict[str, StepResources] = {}
         self._nodes: dict[str, str] = {}
@@ -77,12 +78,8 @@ class RayExecutor(StepExecutor):
         try:
             ship_user_modules()
             check_serializable(context, steps)
-            self.actor_name = f"synapse-steps-run-{context.runtime_ctx.job_id}-{uuid.uuid4().hex[:8]}"
-            self._actor = (
-                ray.remote(RunState)
-                .options(name=self.actor_name, namespace=self._settings.namespace, num_cpus=0, max_restarts=0)
-                .remote()
-            )
+            self._job_id = context.runtime_ctx.job_id
+            self._start_actor()
             self._transport = ContextTransport(context)
         except BaseException:
             self.close()
@@ -109,6 +106,25 @@ class RayExecutor(StepExecutor):
         if self._connected:
             self._connected = False
             disconnect(True)
+
+    def _start_actor(self) -> None:
+        self.actor_name = f"synapse-steps-run-{self._job_id}-{uuid.uuid4().hex[:8]}"
+        self._actor = (
+            ray.remote(RunState)
+            .options(name=self.actor_name, namespace=self._settings.namespace, num_cpus=0, max_restarts=0)
+            .remote()
+        )
+
+    def _replace_dead_actor(self) -> None:
+        """The context actor died: start a new one from the committed state the driver holds.
+
+        Events the running step already sent to the dead actor are lost; its final
+        events and its committed context still arrive with its result.
+        """
+        assert self._transport is not None
+        self._start_actor()
+        assert self._actor is not None
+        self._actor.commit.remote(self._transport.version, self._transport.committed)
 
     def _run(self, mode: str, step: BaseStep, context: BaseStepContext, result: StepResult | None) -> dict[str, Any]:
         """Submit one step task, relay its events while it runs, apply what it committed."""
@@ -172,44 +188,55 @@ class RayExecutor(StepExecutor):
         """Wait for a step task, relaying its events; enforce schedule and step time limits."""
         start = time.monotonic()
         interval = self._settings.progress_interval_s
-        started: dict[str, str] = {}
+        has_started = False
         try:
             while not ray.wait([ref], timeout=interval)[0]:
-                started = self._relay(context)
+                started = self._relay(context, token)
+                has_started = has_started or token in started
                 elapsed = time.monotonic() - start
                 if resources.timeout_s is not None and elapsed > resources.timeout_s:
                     self._stop(ref)
                     raise StepTaskFailed(
                         f"step '{step.name}' ({mode}) timed out after {resources.timeout_s:g}s and was cancelled"
                     )
-                if token not in started and elapsed > self._settings.schedule_timeout_s:
+                if not has_started and elapsed > self._settings.schedule_timeout_s:
                     self._stop(ref)
                     raise StepTaskFailed(
                         f"step '{step.name}' ({mode}) could not start within "
-                        f"{self._settings.schedule_timeout_s:g}s: no node has the resources it asks for "
-                        f"({_describe_request(resources)}); cluster total: {ray.cluster_resources()}"
+                        f"{self._settings.schedule_timeout_s:g}s (ray.schedule_timeout_s): no node could give it "
+                        f"{_describe_request(resources)} (none has them, or they stayed in use); "
+                        f"cluster total: {ray.cluster_resources()}"
                     )
         except KeyboardInterrupt:
             self._stop(ref)
-            self._relay(context)
+            self._relay(context, token)
             raise
         try:
             meta = ray.get(ref)
         except ray.exceptions.RayError as exc:
-            started = self._relay(context)
-            if token in started:
+            started = self._relay(context, token)
+            if started.get(token):
                 self._nodes[step.name] = started[token]
             raise StepTaskFailed(*failures.describe(exc, step.name, mode)) from None
         if meta["batches_sent"]:
-            self._relay(context)
+            self._relay(context, token)
         for event in meta["events"]:
             context.runtime_ctx.record(event)
         return meta
 
-    def _relay(self, context: Any) -> dict[str, str]:
-        """Replay the actor's undelivered events into the caller's runtime context."""
+    def _relay(self, context: Any, token: str) -> dict[str, str]:
+        """Replay the actor's undelivered events into the caller's runtime context.
+
+        Returns the start markers (task token → node id). If the actor died, a new
+        one replaces it and the in-flight task ``token`` counts as started on an
+        unknown node, since its marker went down with the old actor.
+        """
         assert self._actor is not None
-        started, events = ray.get(self._actor.drain.remote())
+        try:
+            started, events = ray.get(self._actor.drain.remote())
+        except ray.exceptions.RayActorError:
+            self._replace_dead_actor()
+            return {token: ""}
         for event in events:
             context.runtime_ctx.record(event)
         return started

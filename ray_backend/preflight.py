@@ -8,6 +8,7 @@ from typing import Any
 from ray import cloudpickle
 
 from ray_backend import stored_fields
+from ray_backend.context_state import read_state
 from synapse_steps.errors import ContextNotSerializableError
 from synapse_steps.step import BaseStep
 
@@ -19,8 +20,8 @@ def check_serializable(context: Any, steps: Sequence[BaseStep]) -> None:
     pickling them here would copy them for nothing.
     """
     _try(type(context), f"the context class {type(context).__qualname__}")
-    for name, value in vars(context).items():
-        if name != "runtime_ctx" and not stored_fields.is_large(value):
+    for name, value in read_state(context).items():
+        if not stored_fields.is_large(value):
             _try(value, f"context field '{name}' ({type(value).__name__})")
     for step in steps:
         _try(step, f"step '{step.name}' ({type(step).__qualname__})")

@@ -15,6 +15,7 @@ from typing import Any
 import ray
 
 from ray_backend import stored_fields
+from ray_backend.context_state import build_context, read_state
 from ray_backend.stored_fields import NEW_LARGE_VALUE, StoredField
 from ray_backend.worker_runtime import WorkerRuntime
 from synapse_steps.attempt import run_execute
@@ -36,12 +37,10 @@ def run_step(
     node_id = ray.get_runtime_context().get_node_id()
     actor.started.remote(token, node_id)
     values = stored_fields.load(snapshot)
-    ctx = context_cls.__new__(context_cls)
-    ctx.__dict__.update(values)
     runtime = WorkerRuntime(
         runtime_info["env"], runtime_info["job_id"], actor, token, runtime_info["flush_interval_s"]
     )
-    ctx.runtime_ctx = runtime
+    ctx = build_context(context_cls, values, runtime)
     meta: dict[str, Any] = {"node_id": node_id, "result": None, "error": None, "traceback": None}
     if mode == "execute":
         meta["result"] = run_execute(step, ctx, reraise)
@@ -64,9 +63,7 @@ def _commit(
     """Split the context into small values and large values that changed."""
     fields: dict[str, Any] = {}
     changed_large: dict[str, Any] = {}
-    for name, value in vars(ctx).items():
-        if name == "runtime_ctx":
-            continue
+    for name, value in read_state(ctx).items():
         before = snapshot.get(name)
         if isinstance(before, StoredField) and value is loaded.get(name) and stored_fields.is_immutable(value):
             fields[name] = before

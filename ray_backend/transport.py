@@ -12,6 +12,7 @@ from typing import Any
 import ray
 
 from ray_backend import stored_fields
+from ray_backend.context_state import read_state, write_state
 from ray_backend.stored_fields import NewLargeValue, StoredField
 
 
@@ -28,9 +29,7 @@ class ContextTransport:
         """The caller's context as a snapshot; large values not seen before are stored once."""
         snapshot: dict[str, Any] = {}
         to_store: dict[str, Any] = {}
-        for name, value in vars(self._context).items():
-            if name == "runtime_ctx":
-                continue
+        for name, value in read_state(self._context).items():
             known = self._stored.get(name)
             if known is not None and known[0] is value:
                 snapshot[name] = known[1]
@@ -58,14 +57,15 @@ class ContextTransport:
                 if known is None or known[1] != value:
                     fetch[name] = value
         loaded = stored_fields.load(fetch)
+        state: dict[str, Any] = {}
         for name, value in resolved.items():
             if isinstance(value, StoredField):
-                current = loaded[name] if name in loaded else self._stored[name][0]
-                self._remember(name, current, value)
-                setattr(self._context, name, current)
+                state[name] = loaded[name] if name in loaded else self._stored[name][0]
+                self._remember(name, state[name], value)
             else:
                 self._stored.pop(name, None)
-                setattr(self._context, name, value)
+                state[name] = value
+        write_state(self._context, state)
         self.version += 1
         self.committed = resolved
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 from synapse_steps.context import BaseStepContext
 from synapse_steps.errors import StepFailedError
 from synapse_steps.executor import StepExecutor
+from synapse_steps.interrupts import sigterm_as_interrupt
 from synapse_steps.local_executor import LocalExecutor
 from synapse_steps.progress import ProgressCallback, WeightedProgress, validate_weights
 from synapse_steps.registry import StepRegistry
@@ -99,19 +100,24 @@ class Orchestrator(Generic[C]):
         self._executed = []
         unsubscribe = ctx.runtime_ctx.subscribe(self._on_event)
         try:
-            self._executor.open(ctx, steps)
-            try:
-                for order, step in enumerate(steps):
-                    ctx._set_current_step(step.name, order)
-                    self._tracker.begin(order)
-                    self._run_one(step, order)
-                    self._tracker.finish(order)
-            finally:
-                ctx._set_current_step(None)
-                self._executor.close()
+            with sigterm_as_interrupt():
+                self._run_all(steps)
         finally:
             unsubscribe()
         return {"success": True, "steps_executed": len(self._executed), "steps_total": len(steps)}
+
+    def _run_all(self, steps: list[BaseStep[C]]) -> None:
+        ctx = self._context
+        self._executor.open(ctx, steps)
+        try:
+            for order, step in enumerate(steps):
+                ctx._set_current_step(step.name, order)
+                self._tracker.begin(order)
+                self._run_one(step, order)
+                self._tracker.finish(order)
+        finally:
+            ctx._set_current_step(None)
+            self._executor.close()
 
     def _run_one(self, step: BaseStep[C], order: int) -> None:
         ctx = self._context
@@ -122,12 +128,21 @@ class Orchestrator(Generic[C]):
         try:
             result = self._executor.execute(step, ctx)
         except KeyboardInterrupt as interrupt:
-            result = StepResult(success=False, error="interrupted (KeyboardInterrupt) while the step was running")
-            self._executed.append((order, step, result))
+            result = StepResult(success=False, error=f"interrupted while the step was running ({interrupt or 'Ctrl-C'})")
+            self._record(order, step, result)
             self._fail(step, result, interrupt)
-        self._executed.append((order, step, result))
+        except Exception as exc:  # noqa: BLE001 - an executor fault fails the step; we still roll back
+            result = StepResult(
+                success=False, error=f"executor error: {type(exc).__name__}: {exc}", traceback=traceback.format_exc()
+            )
+        self._record(order, step, result)
         if not result.success:
             self._fail(step, result)
+
+    def _record(self, order: int, step: BaseStep[C], result: StepResult) -> None:
+        """A step that ran (or started): its result is kept and it will be rolled back on failure."""
+        self._context.step_results.append(result)
+        self._executed.append((order, step, result))
 
     def _before_running(self, step: BaseStep[C]) -> bool:
         """Run the ``before_step`` hook and the skip check; an error in either fails the step."""
@@ -139,12 +154,15 @@ class Orchestrator(Generic[C]):
             stage = "can_skip"
             return bool(step.can_skip(ctx))
         except Exception as exc:  # noqa: BLE001 - fails this step the way execute would
-            error = f"{stage} raised {type(exc).__name__}: {exc}"
-            self._fail(step, StepResult(success=False, error=error, traceback=traceback.format_exc()))
+            result = StepResult(
+                success=False, error=f"{stage} raised {type(exc).__name__}: {exc}", traceback=traceback.format_exc()
+            )
+            self._context.step_results.append(result)
+            self._fail(step, result)
 
     def _fail(self, step: BaseStep[C], result: StepResult, interrupt: KeyboardInterrupt | None = None) -> NoReturn:
-        """Record the failure, roll back, then raise (re-raising Ctrl-C as itself)."""
-        self._context.step_results.append(result)
+        """Roll back, then raise (re-raising Ctrl-C as itself)."""
+        self._tracker.halt()
         rollback_errors = self._rollback()
         if interrupt is not None:
             raise interrupt

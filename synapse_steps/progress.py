@@ -64,6 +64,10 @@ class WeightedProgress:
         fraction = min(max(current / total, 0.0), 1.0)
         self._advance(self._done + self._weights[order] * fraction)
 
+    def halt(self) -> None:
+        """Stop following step progress (a failed run's rollbacks must not move it)."""
+        self._running = None
+
     def finish(self, order: int) -> None:
         """Mark a step complete (run or skipped)."""
         self._done += self._weights[order]

@@ -289,3 +289,23 @@ def test_script_run_as_main_on_an_embedded_local_ray(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "{'success': True, 'steps_executed': 1, 'steps_total': 1}" in proc.stdout
     assert "worker-pid-differs True ray-still-up False" in proc.stdout
+
+
+@dataclass(slots=True)
+class SlottedContext(BaseStepContext):
+    count: int = 0
+
+
+class CountStep(BaseStep[SlottedContext]):
+    name = "count"
+    progress_weight = 1.0
+
+    def execute(self, ctx: SlottedContext) -> StepResult:
+        ctx.count += 1
+        return StepResult()
+
+
+def test_a_slots_dataclass_context_round_trips() -> None:
+    ctx = SlottedContext(runtime_ctx=RuntimeContext())
+    Orchestrator(_registry(CountStep()), ctx, executor=RayExecutor(ray_config())).execute()
+    assert ctx.count == 1 and len(ctx.step_results) == 1
