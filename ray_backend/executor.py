@@ -62,18 +62,25 @@ class RayExecutor(StepExecutor):
         self._job_id = ""
         self._transport: ContextTransport | None = None
         self._resources: dict[str, StepResources] = {}
-        self._nodes: dict[str, str] = {}
+        self._nodes: dict[str, str | None] = {}
+        self._started_tokens: set[str] = set()
         self.actor_name: str | None = None
 
     @property
-    def step_nodes(self) -> dict[str, str]:
-        """Step name → Ray node id where it last ran (rollbacks are sent back there)."""
+    def step_nodes(self) -> dict[str, str | None]:
+        """Step name → Ray node id where it ran (None: started, node unknown).
+
+        Rollbacks are sent back to that node. A step missing here never started on a
+        worker (it could not be scheduled, or was cancelled while queued), so there
+        is nothing to roll back and its rollback is skipped.
+        """
         return dict(self._nodes)
 
     def open(self, context: BaseStepContext, steps: Sequence[BaseStep]) -> None:
         self._config.check_step_names([s.name for s in steps])
         self._resources = {s.name: self._config.resources_for(s) for s in steps}
         self._nodes = {}
+        self._started_tokens = set()
         self._connected = connect(self._settings)
         try:
             ship_user_modules()
@@ -94,6 +101,8 @@ class RayExecutor(StepExecutor):
         return result
 
     def rollback(self, step: BaseStep, context: BaseStepContext, result: StepResult) -> None:
+        if step.name not in self._nodes:
+            return
         meta = self._run("rollback", step, context, result)
         if meta["error"]:
             raise StepTaskFailed(meta["error"], meta["traceback"])
@@ -141,7 +150,6 @@ class RayExecutor(StepExecutor):
             self._reraise(resources) if mode == "execute" else (),
         )
         meta = self._await(meta_ref, step, mode, token, resources, context)
-        self._nodes[step.name] = meta["node_id"]
         self._transport.apply(meta["fields"], changed_ref)
         self._actor.commit.remote(self._transport.version, self._transport.committed)
         return meta
@@ -185,14 +193,16 @@ class RayExecutor(StepExecutor):
     def _await(
         self, ref: ray.ObjectRef, step: BaseStep, mode: str, token: str, resources: StepResources, context: Any
     ) -> dict[str, Any]:
-        """Wait for a step task, relaying its events; enforce schedule and step time limits."""
+        """Wait for a step task, relaying its events; enforce schedule and step time limits.
+
+        Whatever the outcome, a task that started on a worker leaves its node in
+        ``_nodes``, so its rollback goes back there (and one that never started is
+        not rolled back).
+        """
         start = time.monotonic()
-        interval = self._settings.progress_interval_s
-        has_started = False
         try:
-            while not ray.wait([ref], timeout=interval)[0]:
-                started = self._relay(context, token)
-                has_started = has_started or token in started
+            while not ray.wait([ref], timeout=self._settings.progress_interval_s)[0]:
+                has_started = self._relay_and_note_start(context, step, token)
                 elapsed = time.monotonic() - start
                 if resources.timeout_s is not None and elapsed > resources.timeout_s:
                     self._stop(ref)
@@ -209,20 +219,27 @@ class RayExecutor(StepExecutor):
                     )
         except KeyboardInterrupt:
             self._stop(ref)
-            self._relay(context, token)
+            self._relay_and_note_start(context, step, token)
             raise
         try:
             meta = ray.get(ref)
         except ray.exceptions.RayError as exc:
-            started = self._relay(context, token)
-            if started.get(token):
-                self._nodes[step.name] = started[token]
+            self._relay_and_note_start(context, step, token)
             raise StepTaskFailed(*failures.describe(exc, step.name, mode)) from None
         if meta["batches_sent"]:
             self._relay(context, token)
         for event in meta["events"]:
             context.runtime_ctx.record(event)
+        self._nodes[step.name] = meta["node_id"]
         return meta
+
+    def _relay_and_note_start(self, context: Any, step: BaseStep, token: str) -> bool:
+        """Relay events; True once the task ``token`` has started (its node is then noted)."""
+        started = self._relay(context, token)
+        if token in started and token not in self._started_tokens:
+            self._started_tokens.add(token)
+            self._nodes[step.name] = started[token] or None
+        return token in self._started_tokens
 
     def _relay(self, context: Any, token: str) -> dict[str, str]:
         """Replay the actor's undelivered events into the caller's runtime context.

@@ -14,10 +14,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import ray
 
+from ray_backend.shard_map import map_on_ray
+from synapse_steps.fanout import ShardOptions
 from synapse_steps.runtime import RuntimeContext, RuntimeEvent
 
 
@@ -49,6 +52,12 @@ class WorkerRuntime(RuntimeContext):
                 self._timer = threading.Timer(wait, self._flush_from_timer)
                 self._timer.daemon = True
                 self._timer.start()
+
+    def map(
+        self, fn: Callable[[Any], Any], items: Iterable[Any], options: ShardOptions, step: str | None = None
+    ) -> list[Any]:
+        """Shards as Ray tasks (see ``shard_map``); progress follows finished shards."""
+        return map_on_ray(fn, items, options, lambda done, total: self.set_progress(done, total, step))
 
     def take_pending(self) -> list[RuntimeEvent]:
         """Stop the timer and return everything not yet sent (progress last: latest values only)."""

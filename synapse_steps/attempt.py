@@ -27,7 +27,13 @@ def run_execute(
         raise
     except Exception as exc:  # noqa: BLE001 - any step error fails the step, never the run loop
         message = str(exc) or type(exc).__name__
-        return StepResult(success=False, error=message, traceback=traceback.format_exc())
+        rollback_data = getattr(exc, "rollback_data", None)  # e.g. ShardFailedError: which shards completed
+        return StepResult(
+            success=False,
+            error=message,
+            traceback=traceback.format_exc(),
+            rollback_data=dict(rollback_data) if isinstance(rollback_data, dict) else {},
+        )
     if not isinstance(result, StepResult):
         return StepResult(
             success=False,

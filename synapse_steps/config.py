@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from synapse_steps.errors import ConfigError, ExecutorUnavailableError, UnknownStepError
 from synapse_steps.executor import StepExecutor
@@ -117,6 +117,8 @@ def load_config(path: str | PathLike[str] | None = None, **overrides: Any) -> Ex
         where = f" in {path}" if path is not None else ""
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"invalid executor configuration{where}: {problems}") from None
+    except SettingsError as exc:  # an env var that is not valid JSON for a nested field
+        raise ConfigError(f"invalid executor configuration in SYNAPSE_STEPS_* environment variables: {exc}") from None
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
 from typing import Any
+
+from synapse_steps.fanout import ShardOptions
 
 from synapse_steps.result import StepResult
 from synapse_steps.runtime import RuntimeContext
@@ -46,6 +49,35 @@ class BaseStepContext:
 
     def log_message(self, message: str, context: str = "info", *, level: str | None = None) -> None:
         self.runtime_ctx.log_message(message, level or context)
+
+    def map(
+        self,
+        fn: Callable[[Any], Any],
+        items: Iterable[Any],
+        *,
+        num_cpus: float = 1.0,
+        num_gpus: float = 0.0,
+        memory: int | None = None,
+        resources: dict[str, float] | None = None,
+        accelerator_type: str | None = None,
+        max_retries: int = 0,
+        max_in_flight: int | None = None,
+    ) -> list[Any]:
+        """``[fn(item) for item in items]``, run in parallel; results in input order.
+
+        In-process: a thread pool. On Ray: one task per item with these resources
+        (e.g. ``num_gpus=1`` per shard), at most ``max_in_flight`` at once. Each
+        finished shard moves this step's progress. A failing shard cancels the rest
+        and raises ``ShardFailedError``; the step's rollback then gets
+        ``result.rollback_data["completed_shards"]``.
+
+        Example:
+            >>> squares = ctx.map(lambda x: x * x, range(100), num_cpus=0.5)  # doctest: +SKIP
+        """
+        options = ShardOptions(
+            num_cpus, num_gpus, memory, dict(resources or {}), accelerator_type, max_retries, max_in_flight
+        )
+        return self.runtime_ctx.map(fn, items, options, step=self.current_step)
 
     def set_metrics(self, value: dict[str, Any], category: str | None = None, *, step: str | None = None) -> None:
         """Record metrics for a step. Raises ValueError outside a step with no category."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from os import PathLike
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
@@ -23,6 +25,20 @@ if TYPE_CHECKING:
 
 C = TypeVar("C", bound=BaseStepContext)
 BeforeStepHook = Callable[[str, Any], None]
+
+
+@dataclass
+class StepRecord:
+    """What happened to one step in the last run, for summaries (CLI table, logs).
+
+    ``status``: ``pending`` (never reached), ``running``, ``succeeded``, ``skipped``
+    or ``failed``; ``rollback``: ``None`` (not rolled back), ``done`` or ``failed``.
+    """
+
+    name: str
+    status: str = "pending"
+    duration_s: float | None = None
+    rollback: str | None = None
 
 
 class Orchestrator(Generic[C]):
@@ -55,6 +71,7 @@ class Orchestrator(Generic[C]):
         self._executor = executor if executor is not None else self._default_executor()
         self._tracker = WeightedProgress([])
         self._executed: list[tuple[int, BaseStep[C], StepResult]] = []
+        self.records: list[StepRecord] = []
 
     @classmethod
     def from_config(
@@ -98,6 +115,7 @@ class Orchestrator(Generic[C]):
         steps = self._registry.get_steps()
         self._tracker = WeightedProgress(validate_weights(steps), self._progress_callback)
         self._executed = []
+        self.records = [StepRecord(step.name) for step in steps]
         unsubscribe = ctx.runtime_ctx.subscribe(self._on_event)
         try:
             with sigterm_as_interrupt():
@@ -121,30 +139,37 @@ class Orchestrator(Generic[C]):
 
     def _run_one(self, step: BaseStep[C], order: int) -> None:
         ctx = self._context
-        skip = self._before_running(step)
-        if skip:
-            ctx.step_results.append(StepResult(success=True, skipped=True))
-            return
+        record = self.records[order]
+        record.status = "running"
+        started = time.monotonic()
         try:
-            result = self._executor.execute(step, ctx)
-        except KeyboardInterrupt as interrupt:
-            result = StepResult(success=False, error=f"interrupted while the step was running ({interrupt or 'Ctrl-C'})")
+            skip = self._before_running(step, order)
+            if skip:
+                self._record(order, step, StepResult(success=True, skipped=True))
+                return
+            try:
+                result = self._executor.execute(step, ctx)
+            except KeyboardInterrupt as interrupt:
+                error = f"interrupted while the step was running ({interrupt or 'Ctrl-C'})"
+                self._record(order, step, StepResult(success=False, error=error))
+                self._fail(step, ctx.step_results[-1], interrupt)
+            except Exception as exc:  # noqa: BLE001 - an executor fault fails the step; we still roll back
+                error = f"executor error: {type(exc).__name__}: {exc}"
+                result = StepResult(success=False, error=error, traceback=traceback.format_exc())
             self._record(order, step, result)
-            self._fail(step, result, interrupt)
-        except Exception as exc:  # noqa: BLE001 - an executor fault fails the step; we still roll back
-            result = StepResult(
-                success=False, error=f"executor error: {type(exc).__name__}: {exc}", traceback=traceback.format_exc()
-            )
-        self._record(order, step, result)
-        if not result.success:
-            self._fail(step, result)
+            if not result.success:
+                self._fail(step, result)
+        finally:
+            record.duration_s = time.monotonic() - started
 
-    def _record(self, order: int, step: BaseStep[C], result: StepResult) -> None:
-        """A step that ran (or started): its result is kept and it will be rolled back on failure."""
+    def _record(self, order: int, step: BaseStep[C], result: StepResult, executed: bool = True) -> None:
+        """Keep a step's result; a step that ran (or started) is rolled back on failure."""
         self._context.step_results.append(result)
-        self._executed.append((order, step, result))
+        self.records[order].status = "skipped" if result.skipped else "succeeded" if result.success else "failed"
+        if executed and not result.skipped:
+            self._executed.append((order, step, result))
 
-    def _before_running(self, step: BaseStep[C]) -> bool:
+    def _before_running(self, step: BaseStep[C], order: int) -> bool:
         """Run the ``before_step`` hook and the skip check; an error in either fails the step."""
         ctx = self._context
         stage = "before_step hook"
@@ -154,10 +179,9 @@ class Orchestrator(Generic[C]):
             stage = "can_skip"
             return bool(step.can_skip(ctx))
         except Exception as exc:  # noqa: BLE001 - fails this step the way execute would
-            result = StepResult(
-                success=False, error=f"{stage} raised {type(exc).__name__}: {exc}", traceback=traceback.format_exc()
-            )
-            self._context.step_results.append(result)
+            error = f"{stage} raised {type(exc).__name__}: {exc}"
+            result = StepResult(success=False, error=error, traceback=traceback.format_exc())
+            self._record(order, step, result, executed=False)
             self._fail(step, result)
 
     def _fail(self, step: BaseStep[C], result: StepResult, interrupt: KeyboardInterrupt | None = None) -> NoReturn:
@@ -179,10 +203,12 @@ class Orchestrator(Generic[C]):
             ctx._set_current_step(step.name, order)
             try:
                 self._executor.rollback(step, ctx, result)
+                self.records[order].rollback = "done"
             except Exception as exc:  # noqa: BLE001 - best effort: keep unwinding
                 message = f"Rollback failed for step '{step.name}': {exc}"
                 ctx.errors.append(message)
                 errors.append(message)
+                self.records[order].rollback = "failed"
         return errors
 
     def _on_event(self, event: RuntimeEvent) -> None:

@@ -81,7 +81,7 @@ class WeightedProgress:
             if value <= self._overall:
                 return
             self._overall = value
-            percent = int(value * 100)
+            percent = math.floor(value * 100 + 1e-9)  # 0.2 + 0.6 * 0.75 is 0.6499999…: still 65 %
             changed = percent != self._percent
             self._percent = percent
         if changed and self._on_change is not None:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
+
+from synapse_steps.fanout import ShardOptions, map_in_threads
 
 EventKind = Literal["event", "progress", "metrics", "message"]
 Subscriber = Callable[["RuntimeEvent"], None]
@@ -87,6 +89,12 @@ class RuntimeContext:
     def log_message(self, message: str, context: str = "info", *, level: str | None = None) -> None:
         """A user-facing message; ``context`` is the seed's name for the level."""
         self._emit(RuntimeEvent("message", None, {"message": str(message)}, level=level or context))
+
+    def map(
+        self, fn: Callable[[Any], Any], items: Iterable[Any], options: ShardOptions, step: str | None = None
+    ) -> list[Any]:
+        """Apply ``fn`` to every item in parallel, in this process (threads); see ``fanout``."""
+        return map_in_threads(fn, items, options, lambda done, total: self.set_progress(done, total, step))
 
     def _emit(self, event: RuntimeEvent) -> None:
         self.record(event)

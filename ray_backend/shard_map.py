@@ -1,0 +1,81 @@
+"""``ctx.map`` inside a Ray worker: one Ray task per shard, bounded in flight, in order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import ray
+
+from synapse_steps.fanout import ProgressSink, ShardOptions, shard_failure
+
+
+def _apply(fn: Callable[[Any], Any], item: Any) -> Any:
+    return fn(item)
+
+
+_shard_task = ray.remote(_apply)
+
+
+def map_on_ray(fn: Callable[[Any], Any], items: Iterable[Any], options: ShardOptions, progress: ProgressSink) -> list[Any]:
+    """Run ``fn(item)`` for every item as Ray tasks with the shard resources.
+
+    ``fn`` is stored once and shared by every shard. At most ``max_in_flight`` shards
+    are submitted at a time (default: twice what the cluster can run at once), so a
+    100k-shard map does not flood the scheduler. The first failure cancels the
+    shards still in flight and raises ``ShardFailedError``.
+    """
+    shards = list(items)
+    task = _shard_task.options(**_task_options(options))
+    limit = options.max_in_flight or _default_in_flight(options)
+    fn_ref = ray.put(fn)
+    results: dict[int, Any] = {}
+    pending: dict[ray.ObjectRef, int] = {}
+    feed: Iterator[tuple[int, Any]] = iter(enumerate(shards))
+
+    def top_up() -> None:
+        for index, item in feed:
+            pending[task.remote(fn_ref, item)] = index
+            if len(pending) >= limit:
+                return
+
+    top_up()
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        for ref in done:
+            index = pending.pop(ref)
+            try:
+                results[index] = ray.get(ref)
+            except ray.exceptions.RayError as exc:
+                for other in pending:
+                    ray.cancel(other)
+                cause = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) and exc.cause else exc
+                raise shard_failure(index, len(shards), cause, results) from None
+            progress(len(results), len(shards))
+        top_up()
+    return [results[i] for i in range(len(shards))]
+
+
+def _task_options(options: ShardOptions) -> dict[str, Any]:
+    task: dict[str, Any] = {
+        "name": "synapse-steps:shard",
+        "num_cpus": options.num_cpus,
+        "num_gpus": options.num_gpus,
+        "max_retries": options.max_retries,
+    }
+    if options.memory:
+        task["memory"] = options.memory
+    if options.resources:
+        task["resources"] = dict(options.resources)
+    if options.accelerator_type:
+        task["accelerator_type"] = options.accelerator_type
+    return task
+
+
+def _default_in_flight(options: ShardOptions) -> int:
+    total = ray.cluster_resources()
+    fits = [total.get("CPU", 1.0) / options.num_cpus] if options.num_cpus else []
+    if options.num_gpus:
+        fits.append(total.get("GPU", 0.0) / options.num_gpus)
+    at_once = int(min(fits)) if fits else 64
+    return max(1, 2 * at_once)

@@ -1,0 +1,127 @@
+"""``ctx.map`` fan-out: the same contract in-process (threads) and on Ray (tasks)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from synapse_steps import (
+    BaseStep,
+    BaseStepContext,
+    Orchestrator,
+    RuntimeContext,
+    StepExecutor,
+    StepFailedError,
+    StepRegistry,
+    StepResult,
+)
+
+
+@dataclass
+class FanContext(BaseStepContext):
+    results: list[Any] = field(default_factory=list)
+    rollback_saw: list[Any] = field(default_factory=list)
+
+
+def square_with_pid(x: int) -> tuple[int, int]:
+    time.sleep(0.01)
+    return x * x, os.getpid()
+
+
+def fail_on_seven(x: int) -> int:
+    if x == 7:
+        raise ValueError("seven is cursed")
+    time.sleep(0.05 if x < 7 else 2.0)
+    return x
+
+
+def timed(x: int) -> tuple[float, float]:
+    start = time.time()
+    time.sleep(0.3)
+    return start, time.time()
+
+
+class FanStep(BaseStep[FanContext]):
+    name = "fan"
+    progress_weight = 0.5
+
+    def __init__(self, fn: Callable[[int], Any], count: int, **map_options: Any) -> None:
+        self._fn, self._count, self._options = fn, count, map_options
+
+    def execute(self, ctx: FanContext) -> StepResult:
+        ctx.results = ctx.map(self._fn, range(self._count), num_cpus=0.5, **self._options)
+        return StepResult(data={"shards": self._count})
+
+    def rollback(self, ctx: FanContext, result: StepResult) -> None:
+        ctx.rollback_saw.append(result.rollback_data.get("completed_shards"))
+
+
+class Before(BaseStep[FanContext]):
+    name = "before"
+    progress_weight = 0.5
+
+    def execute(self, ctx: FanContext) -> StepResult:
+        return StepResult()
+
+
+def _run(step: BaseStep, make_executor: Callable[[], StepExecutor], seen: list[int] | None = None) -> FanContext:
+    registry: StepRegistry = StepRegistry()
+    registry.register(Before())
+    registry.register(step)
+    ctx = FanContext(runtime_ctx=RuntimeContext())
+    callback = (lambda current, total: seen.append(current)) if seen is not None else None
+    Orchestrator(registry, ctx, callback, executor=make_executor()).execute()
+    return ctx
+
+
+def test_results_come_back_in_input_order(make_executor: Callable[[], StepExecutor], executor_kind: str) -> None:
+    ctx = _run(FanStep(square_with_pid, 24), make_executor)
+    assert [value for value, _ in ctx.results] == [i * i for i in range(24)]
+    if executor_kind == "ray":
+        assert os.getpid() not in {pid for _, pid in ctx.results}
+
+
+def test_shard_progress_moves_inside_the_step_band(make_executor: Callable[[], StepExecutor]) -> None:
+    seen: list[int] = []
+    _run(FanStep(square_with_pid, 40), make_executor, seen)
+    assert seen == sorted(seen) and seen[0] == 50 and seen[-1] == 100
+    assert all(50 <= value <= 100 for value in seen)
+
+
+def test_a_failing_shard_fails_the_step_and_rollback_sees_completed_shards(
+    make_executor: Callable[[], StepExecutor],
+) -> None:
+    registry: StepRegistry = StepRegistry()
+    registry.register(FanStep(fail_on_seven, 12, max_in_flight=4))
+    ctx = FanContext(runtime_ctx=RuntimeContext())
+    start = time.monotonic()
+    with pytest.raises(StepFailedError, match=r"shard 7 of 12 failed: ValueError: seven is cursed") as info:
+        Orchestrator(registry, ctx, executor=make_executor()).execute()
+    # Shards after 7 sleep 2 s each: had they all run, the map would take > 4 s.
+    assert time.monotonic() - start < 4.0
+    completed = info.value.result.rollback_data["completed_shards"]
+    assert ctx.rollback_saw == [completed]
+    assert 7 not in completed and set(range(7)) >= set(completed) - set(range(8, 12))
+    assert set(range(0, 4)) <= set(completed)
+
+
+def test_shards_in_flight_are_bounded(make_executor: Callable[[], StepExecutor]) -> None:
+    ctx = _run(FanStep(timed, 6, max_in_flight=2), make_executor)
+    events = sorted([(start, 1) for start, _ in ctx.results] + [(end, -1) for _, end in ctx.results])
+    running = peak = 0
+    for _, delta in events:
+        running += delta
+        peak = max(peak, running)
+    assert peak == 2
+
+
+def test_bad_max_in_flight_is_an_error_naming_it(make_executor: Callable[[], StepExecutor]) -> None:
+    registry: StepRegistry = StepRegistry()
+    registry.register(FanStep(square_with_pid, 3, max_in_flight=0))
+    with pytest.raises(StepFailedError, match="max_in_flight must be >= 1"):
+        Orchestrator(registry, FanContext(runtime_ctx=RuntimeContext()), executor=make_executor()).execute()
