@@ -15,7 +15,7 @@ from ray_backend.code_shipping import ship_user_modules
 from ray_backend.connection import connect, disconnect
 from ray_backend.context_actor import RunState
 from ray_backend.preflight import check_serializable
-from ray_backend.step_task import run_step
+from ray_backend.step_task import RunConstants, run_step
 from ray_backend.transport import ContextTransport
 from synapse_steps.config import ExecutorConfig, load_config
 from synapse_steps.context import BaseStepContext
@@ -59,7 +59,7 @@ class RayExecutor(StepExecutor):
         self._settings = self._config.ray
         self._connected = False
         self._actor: ray.actor.ActorHandle | None = None
-        self._job_id = ""
+        self._run_constants: RunConstants | None = None
         self._transport: ContextTransport | None = None
         self._resources: dict[str, StepResources] = {}
         self._nodes: dict[str, str | None] = {}
@@ -85,8 +85,7 @@ class RayExecutor(StepExecutor):
         try:
             ship_user_modules()
             check_serializable(context, steps)
-            self._job_id = context.runtime_ctx.job_id
-            self._start_actor()
+            self._start_actor(context)
             self._transport = ContextTransport(context)
         except BaseException:
             self.close()
@@ -111,27 +110,32 @@ class RayExecutor(StepExecutor):
         if self._actor is not None:
             ray.kill(self._actor, no_restart=True)
             self._actor = None
+            self._run_constants = None
         self._transport = None
         if self._connected:
             self._connected = False
             disconnect(True)
 
-    def _start_actor(self) -> None:
-        self.actor_name = f"synapse-steps-run-{self._job_id}-{uuid.uuid4().hex[:8]}"
+    def _start_actor(self, context: BaseStepContext) -> None:
+        self.actor_name = f"synapse-steps-run-{context.runtime_ctx.job_id}-{uuid.uuid4().hex[:8]}"
         self._actor = (
             ray.remote(RunState)
             .options(name=self.actor_name, namespace=self._settings.namespace, num_cpus=0, max_restarts=0)
             .remote()
         )
+        self._run_constants = RunConstants(
+            type(context), context.runtime_ctx.env, context.runtime_ctx.job_id,
+            self._settings.progress_interval_s, self._actor,
+        )
 
-    def _replace_dead_actor(self) -> None:
+    def _replace_dead_actor(self, context: BaseStepContext) -> None:
         """The context actor died: start a new one from the committed state the driver holds.
 
         Events the running step already sent to the dead actor are lost; its final
         events and its committed context still arrive with its result.
         """
         assert self._transport is not None
-        self._start_actor()
+        self._start_actor(context)
         assert self._actor is not None
         self._actor.commit.remote(self._transport.version, self._transport.committed)
 
@@ -140,13 +144,8 @@ class RayExecutor(StepExecutor):
         assert self._transport is not None and self._actor is not None, "RayExecutor used before open()"
         resources = self._resources[step.name]
         token = f"{mode}:{step.name}:{uuid.uuid4().hex[:8]}"
-        runtime_info = {
-            "env": context.runtime_ctx.env,
-            "job_id": context.runtime_ctx.job_id,
-            "flush_interval_s": self._settings.progress_interval_s,
-        }
         meta_ref, changed_ref = _run_step_task.options(**self._task_options(mode, step, resources)).remote(
-            mode, step, type(context), self._transport.snapshot(), runtime_info, self._actor, token, result,
+            mode, step, self._run_constants, self._transport.snapshot(), token, result,
             self._reraise(resources) if mode == "execute" else (),
         )
         meta = self._await(meta_ref, step, mode, token, resources, context)
@@ -252,7 +251,7 @@ class RayExecutor(StepExecutor):
         try:
             started, events = ray.get(self._actor.drain.remote())
         except ray.exceptions.RayActorError:
-            self._replace_dead_actor()
+            self._replace_dead_actor(context)
             return {token: ""}
         for event in events:
             context.runtime_ctx.record(event)

@@ -10,6 +10,7 @@ owned by the driver, so they outlive this worker process.
 from __future__ import annotations
 
 import traceback
+from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -23,24 +24,31 @@ from synapse_steps.result import StepResult
 from synapse_steps.step import BaseStep
 
 
+@dataclass(frozen=True)
+class RunConstants:
+    """What every task of one run shares (passed inline: an ObjectRef argument costs more)."""
+
+    context_cls: type
+    env: dict[str, Any]
+    job_id: str
+    flush_interval_s: float
+    actor: ray.actor.ActorHandle
+
+
 def run_step(
     mode: str,
     step: BaseStep,
-    context_cls: type,
+    run: RunConstants,
     snapshot: dict[str, Any],
-    runtime_info: dict[str, Any],
-    actor: ray.actor.ActorHandle,
     token: str,
     rollback_of: StepResult | None,
     reraise: tuple[type[BaseException], ...],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     node_id = ray.get_runtime_context().get_node_id()
-    actor.started.remote(token, node_id)
+    run.actor.started.remote(token, node_id)
     values = stored_fields.load(snapshot)
-    runtime = WorkerRuntime(
-        runtime_info["env"], runtime_info["job_id"], actor, token, runtime_info["flush_interval_s"]
-    )
-    ctx = build_context(context_cls, values, runtime)
+    runtime = WorkerRuntime(run.env, run.job_id, run.actor, token, run.flush_interval_s)
+    ctx = build_context(run.context_cls, values, runtime)
     meta: dict[str, Any] = {"node_id": node_id, "result": None, "error": None, "traceback": None}
     if mode == "execute":
         meta["result"] = run_execute(step, ctx, reraise)

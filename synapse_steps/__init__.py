@@ -17,8 +17,9 @@ from synapse_steps.errors import (
     UnknownStepError,
 )
 from synapse_steps.executor import StepExecutor
+from synapse_steps.fanout import ShardFailedError
 from synapse_steps.local_executor import LocalExecutor
-from synapse_steps.orchestrator import Orchestrator
+from synapse_steps.orchestrator import Orchestrator, StepRecord
 from synapse_steps.registry import StepRegistry
 from synapse_steps.resources import StepResources
 from synapse_steps.result import StepResult
@@ -40,10 +41,12 @@ __all__ = [
     "RaySettings",
     "RuntimeContext",
     "RuntimeEvent",
+    "ShardFailedError",
     "StepDefinitionError",
     "StepExecutor",
     "StepFailedError",
     "StepOptions",
+    "StepRecord",
     "StepRegistry",
     "StepResources",
     "StepResult",

@@ -51,9 +51,10 @@ def load_action_class(target: str) -> type[BaseAction]:
             raise CliError(f"{where} has no attribute {attr!r}")
         obj = getattr(obj, part)
     if not (isinstance(obj, type) and issubclass(obj, BaseAction)):
+        what = f"the class {obj.__name__}" if isinstance(obj, type) else f"a {type(obj).__name__}"
         raise CliError(
-            f"{target} is {type(obj).__name__} {obj!r}, not an action class; TARGET must name a BaseAction "
-            "subclass, e.g. class MyTrain(BaseTrainAction[MyParams])"
+            f"{target} is {what}, not an action: TARGET must name a BaseAction subclass, "
+            "e.g. class MyTrain(BaseTrainAction[MyParams])"
         )
     if inspect.isabstract(obj):
         raise CliError(f"{target} is abstract: it must implement setup_steps(registry)")

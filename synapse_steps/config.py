@@ -14,7 +14,9 @@ So the same action moves between in-process and Ray by changing one value::
 from __future__ import annotations
 
 import json
+import os
 import sys
+from contextvars import ContextVar
 from os import PathLike
 from pathlib import Path
 from typing import Any, Literal
@@ -84,8 +86,8 @@ class ExecutorConfig(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Environment variables win over the file's values (passed as init data)."""
-        return (env_settings, init_settings)
+        """Arguments in code > ``SYNAPSE_STEPS_*`` env vars > the config file > defaults."""
+        return (init_settings, env_settings, _FileSource(settings_cls))
 
     def resources_for(self, step: BaseStep) -> StepResources:
         """Built-in defaults < config ``defaults`` < what the step declares < ``steps[name]``."""
@@ -109,16 +111,46 @@ def load_config(path: str | PathLike[str] | None = None, **overrides: Any) -> Ex
 
     Raises ConfigError naming the offending field, e.g. ``ray.schedule_timeout_s``.
     """
-    data = _read_file(Path(path)) if path is not None else {}
-    data.update(overrides)
+    _reject_unknown_env_vars()
+    token = _FILE_DATA.set(_read_file(Path(path)) if path is not None else {})
     try:
-        return ExecutorConfig(**data)
+        return ExecutorConfig(**overrides)
     except ValidationError as exc:
         where = f" in {path}" if path is not None else ""
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"invalid executor configuration{where}: {problems}") from None
     except SettingsError as exc:  # an env var that is not valid JSON for a nested field
         raise ConfigError(f"invalid executor configuration in SYNAPSE_STEPS_* environment variables: {exc}") from None
+    finally:
+        _FILE_DATA.reset(token)
+
+
+# The file's values for the ``ExecutorConfig`` being built by ``load_config`` (if any).
+_FILE_DATA: ContextVar[dict[str, Any]] = ContextVar("synapse_steps_config_file", default={})
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """The config file as a settings source, ranked below environment variables."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return _FILE_DATA.get().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_FILE_DATA.get())
+
+
+def _reject_unknown_env_vars() -> None:
+    """A mistyped ``SYNAPSE_STEPS_EXECUTR`` would otherwise be ignored without a word."""
+    prefix = ExecutorConfig.model_config["env_prefix"]
+    known = set(ExecutorConfig.model_fields)
+    for name in os.environ:
+        if name.upper().startswith(prefix):
+            field = name[len(prefix):].lower().split("__", 1)[0]
+            if field not in known:
+                raise ConfigError(
+                    f"environment variable {name} names no config field; known: "
+                    + ", ".join(f"{prefix}{k.upper()}" for k in sorted(known))
+                )
 
 
 def _read_file(path: Path) -> dict[str, Any]:

@@ -1,0 +1,108 @@
+"""P2: per-step cost of RayOrchestrator vs a bare ray.get(task.remote(ctx)), same context."""
+
+from __future__ import annotations
+
+import sys
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ray
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import row  # noqa: E402
+
+from ray_backend import RayExecutor  # noqa: E402
+from synapse_steps import (  # noqa: E402
+    BaseStep,
+    BaseStepContext,
+    ExecutorConfig,
+    Orchestrator,
+    RuntimeContext,
+    StepRegistry,
+    StepResult,
+)
+
+STEPS = 100
+REPEATS = 5
+
+
+@dataclass
+class SmallContext(BaseStepContext):
+    values: dict = field(default_factory=lambda: {f"k{i}": i for i in range(20)})
+
+
+class NoOp(BaseStep[SmallContext]):
+    progress_weight = 1.0
+
+    def __init__(self, i: int) -> None:
+        self._name = f"noop-{i}"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def execute(self, ctx: SmallContext) -> StepResult:
+        return StepResult()
+
+
+@ray.remote
+def bare_step(ctx: SmallContext) -> SmallContext:
+    return ctx
+
+
+def _registry(count: int) -> StepRegistry:
+    registry: StepRegistry = StepRegistry()
+    for i in range(count):
+        registry.register(NoOp(i))
+    return registry
+
+
+def run() -> list[str]:
+    """Per step: the median time between consecutive step starts inside a 100-step run,
+    against the median of 100 bare task round trips. The whole run is reported apart:
+    it adds a fixed per-run cost (the context actor's process start, preflight)."""
+    config = ExecutorConfig(executor="ray")
+    step_starts: list[float] = []
+    run_times: list[float] = []
+
+    def ours() -> None:
+        ctx = SmallContext(runtime_ctx=RuntimeContext())
+        start = time.perf_counter()
+        Orchestrator(_registry(STEPS), ctx, before_step=lambda name, c: step_starts.append(time.perf_counter()),
+                     executor=RayExecutor(config)).execute()
+        run_times.append(time.perf_counter() - start)
+
+    bare_times: list[float] = []
+
+    def bare() -> None:
+        ctx = SmallContext(runtime_ctx=None)  # type: ignore[arg-type]
+        for _ in range(STEPS):
+            start = time.perf_counter()
+            ctx = ray.get(bare_step.remote(ctx))
+            bare_times.append(time.perf_counter() - start)
+
+    for _ in range(REPEATS):
+        step_starts.clear()
+        ours()
+        bare()
+    intervals = [b - a for a, b in zip(step_starts, step_starts[1:])]
+    per_step, per_bare = statistics.median(intervals), statistics.median(bare_times)
+    whole_ours = statistics.median(run_times)
+    ratio = per_step / per_bare
+    return [
+        row("P2", f"{per_step * 1e3:.2f} ms/step", f"{per_bare * 1e3:.2f} ms/step", ratio, "≤ 1.5×", ratio <= 1.5,
+            f"median per step in a {STEPS}-step run vs bare round trip; small dataclass context"),
+        row("P2 run", f"{whole_ours * 1e3:.0f} ms", f"{per_bare * STEPS * 1e3:.0f} ms", whole_ours / (per_bare * STEPS),
+            "report", True, f"whole run incl. fixed cost {(whole_ours - per_step * STEPS) * 1e3:.0f} ms "
+            "(context actor process start, preflight)"),
+    ]
+
+
+if __name__ == "__main__":
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    try:
+        print("\n".join(run()))
+    finally:
+        ray.shutdown()
