@@ -34,24 +34,34 @@ class WorkerRuntime(RuntimeContext):
         self._interval = flush_interval_s
         self._lock = threading.Lock()
         self._pending: list[RuntimeEvent] = []
-        self._latest_progress: dict[str | None, RuntimeEvent] = {}
+        self._latest_progress: dict[str | None, tuple[float, float]] = {}
         self._last_flush = time.monotonic()
         self._timer: threading.Timer | None = None
         self.batches_sent = 0
 
+    def set_progress(
+        self, current: float, total: float, category: str | None = None, *, step: str | None = None
+    ) -> None:
+        """The hot path: a locked dict write; the event is only built when shipped."""
+        with self._lock:
+            self._latest_progress[step or category] = (current, total)
+            self._schedule_flush_locked()
+
     def _emit(self, event: RuntimeEvent) -> None:
         with self._lock:
-            if event.kind == "progress":
-                self._latest_progress[event.step] = event
-            else:
-                self._pending.append(event)
-            wait = self._interval - (time.monotonic() - self._last_flush)
-            if wait <= 0:
-                self._flush_locked()
-            elif self._timer is None:
-                self._timer = threading.Timer(wait, self._flush_from_timer)
-                self._timer.daemon = True
-                self._timer.start()
+            self._pending.append(event)
+            self._schedule_flush_locked()
+
+    def _schedule_flush_locked(self) -> None:
+        if self._timer is not None:
+            return  # a flush is already due within one interval
+        wait = self._interval - (time.monotonic() - self._last_flush)
+        if wait <= 0:
+            self._flush_locked()
+        else:
+            self._timer = threading.Timer(wait, self._flush_from_timer)
+            self._timer.daemon = True
+            self._timer.start()
 
     def map(
         self, fn: Callable[[Any], Any], items: Iterable[Any], options: ShardOptions, step: str | None = None
@@ -80,6 +90,10 @@ class WorkerRuntime(RuntimeContext):
             self.batches_sent += 1
 
     def _take_locked(self) -> list[RuntimeEvent]:
-        events = self._pending + list(self._latest_progress.values())
+        progress = [
+            RuntimeEvent("progress", step, {"current": current, "total": total})
+            for step, (current, total) in self._latest_progress.items()
+        ]
+        events = self._pending + progress
         self._pending, self._latest_progress = [], {}
         return events
