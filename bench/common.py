@@ -37,3 +37,20 @@ HEADER = (
     "| id | ours | baseline | ratio | target | met | note |\n"
     "|---|---|---|---|---|---|---|"
 )
+
+
+def spin(iterations: int) -> int:
+    """CPU-bound work of a fixed size (not a clock wait: threads must not overlap for free)."""
+    total = 0
+    for i in range(iterations):
+        total += i * i % 7
+    return total
+
+
+def calibrate(seconds: float) -> int:
+    """Iterations of ``spin`` that take about ``seconds`` on one core of this machine."""
+    probe = 200_000
+    start = time.perf_counter()
+    spin(probe)
+    elapsed = time.perf_counter() - start
+    return max(1, int(probe * seconds / elapsed))

@@ -11,7 +11,7 @@ from pathlib import Path
 import ray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import row  # noqa: E402
+from common import calibrate, row, spin  # noqa: E402
 
 from ray_backend import RayExecutor  # noqa: E402
 from synapse_steps import (  # noqa: E402
@@ -28,10 +28,11 @@ ITEMS = 100_000
 WORK_S = 20e-6
 
 
+ITERATIONS = calibrate(WORK_S)
+
+
 def work() -> None:
-    end = time.perf_counter() + WORK_S
-    while time.perf_counter() < end:
-        pass
+    spin(ITERATIONS)
 
 
 @dataclass

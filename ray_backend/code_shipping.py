@@ -9,8 +9,10 @@ modules with Ray's cloudpickle sends their classes and functions by value.
 from __future__ import annotations
 
 import sys
+import sysconfig
 from functools import lru_cache
 from importlib import metadata
+from pathlib import Path
 from types import ModuleType
 
 from ray import cloudpickle
@@ -21,13 +23,27 @@ def _installed_top_level() -> frozenset[str]:
     return frozenset(metadata.packages_distributions())
 
 
+@lru_cache(maxsize=1)
+def _install_dirs() -> tuple[Path, ...]:
+    names = ("stdlib", "platstdlib", "purelib", "platlib")
+    return tuple({Path(p).resolve() for p in (sysconfig.get_paths().get(n) for n in names) if p})
+
+
 def is_user_module(module: ModuleType) -> bool:
-    """True for modules loaded from files that belong to no installed distribution."""
+    """True for Python source modules that no installed distribution provides.
+
+    Installed code (site-packages, the standard library, editable installs) is
+    importable on workers; compiled extension modules cannot travel by value.
+    """
     name = getattr(module, "__name__", "")
-    top = name.partition(".")[0]
-    if name == "__main__" or not getattr(module, "__file__", None):
+    file = getattr(module, "__file__", None)
+    if name == "__main__" or not file or not file.endswith(".py") or sys.modules.get(name) is not module:
         return False
-    return top not in sys.stdlib_module_names and top not in _installed_top_level()
+    top = name.partition(".")[0]
+    if top in sys.stdlib_module_names or top in _installed_top_level():
+        return False
+    path = Path(file).resolve()
+    return not any(path.is_relative_to(d) for d in _install_dirs())
 
 
 def ship_user_modules() -> list[str]:

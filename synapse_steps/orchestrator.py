@@ -7,8 +7,9 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from os import PathLike
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
+from synapse_steps.config import ExecutorConfig, build_executor, load_config
 from synapse_steps.context import BaseStepContext
 from synapse_steps.errors import StepFailedError
 from synapse_steps.executor import StepExecutor
@@ -19,9 +20,6 @@ from synapse_steps.registry import StepRegistry
 from synapse_steps.result import StepResult
 from synapse_steps.runtime import RuntimeEvent
 from synapse_steps.step import BaseStep
-
-if TYPE_CHECKING:
-    from synapse_steps.config import ExecutorConfig
 
 C = TypeVar("C", bound=BaseStepContext)
 BeforeStepHook = Callable[[str, Any], None]
@@ -87,14 +85,20 @@ class Orchestrator(Generic[C]):
         With ``config=None`` the settings come from ``SYNAPSE_STEPS_*`` environment
         variables alone, so ``SYNAPSE_STEPS_EXECUTOR=ray`` moves a run onto Ray.
         """
-        from synapse_steps.config import ExecutorConfig, build_executor, load_config
-
         settings = config if isinstance(config, ExecutorConfig) else load_config(config)
         executor = build_executor(settings, registry.get_step_names())
         return cls(registry, context, progress_callback, before_step, executor=executor)
 
     def _default_executor(self) -> StepExecutor:
-        return LocalExecutor()
+        """In-process, unless ``SYNAPSE_STEPS_EXECUTOR`` (and friends) say otherwise.
+
+        So the seed's plain ``Orchestrator(registry, context)`` moves onto Ray by
+        setting one environment variable, like an action's ``run()``.
+        """
+        config = load_config()
+        if config.executor == "local":
+            return LocalExecutor()
+        return build_executor(config, self._registry.get_step_names())
 
     @property
     def context(self) -> C:
