@@ -54,3 +54,14 @@ def calibrate(seconds: float) -> int:
     spin(probe)
     elapsed = time.perf_counter() - start
     return max(1, int(probe * seconds / elapsed))
+
+
+def main_on_local_ray(run: Callable[[], list[str]]) -> None:
+    """Run a benchmark on its own fresh 2-CPU local Ray and print its table rows."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    try:
+        print("\n".join(run()))
+    finally:
+        ray.shutdown()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 import statistics
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,17 +11,16 @@ from pathlib import Path
 import ray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import row  # noqa: E402
+from common import main_on_local_ray, row  # noqa: E402
+from p1_local_overhead import NoOp  # noqa: E402
 
 from ray_backend import RayExecutor  # noqa: E402
 from synapse_steps import (  # noqa: E402
-    BaseStep,
     BaseStepContext,
     ExecutorConfig,
     Orchestrator,
     RuntimeContext,
     StepRegistry,
-    StepResult,
 )
 
 STEPS = 100
@@ -31,20 +30,6 @@ REPEATS = 5
 @dataclass
 class SmallContext(BaseStepContext):
     values: dict = field(default_factory=lambda: {f"k{i}": i for i in range(20)})
-
-
-class NoOp(BaseStep[SmallContext]):
-    progress_weight = 1.0
-
-    def __init__(self, i: int) -> None:
-        self._name = f"noop-{i}"
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def execute(self, ctx: SmallContext) -> StepResult:
-        return StepResult()
 
 
 @ray.remote
@@ -101,8 +86,4 @@ def run() -> list[str]:
 
 
 if __name__ == "__main__":
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    try:
-        print("\n".join(run()))
-    finally:
-        ray.shutdown()
+    main_on_local_ray(run)

@@ -8,10 +8,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import ray
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import calibrate, row, spin  # noqa: E402
+from common import calibrate, main_on_local_ray, row, spin  # noqa: E402
 
 from ray_backend import RayExecutor  # noqa: E402
 from synapse_steps import (  # noqa: E402
@@ -89,8 +87,4 @@ def run(repeats: int = 3) -> list[str]:
 
 
 if __name__ == "__main__":
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    try:
-        print("\n".join(run()))
-    finally:
-        ray.shutdown()
+    main_on_local_ray(run)

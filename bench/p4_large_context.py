@@ -16,7 +16,7 @@ import numpy as np
 import ray
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import measure, row  # noqa: E402
+from common import main_on_local_ray, measure, row  # noqa: E402
 
 from ray_backend import RayExecutor  # noqa: E402
 from synapse_steps import (  # noqa: E402
@@ -102,8 +102,4 @@ def run() -> list[str]:
 
 
 if __name__ == "__main__":
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    try:
-        print("\n".join(run()))
-    finally:
-        ray.shutdown()
+    main_on_local_ray(run)

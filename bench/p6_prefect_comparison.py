@@ -12,10 +12,9 @@ from pathlib import Path
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "ERROR")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-import ray  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import row  # noqa: E402
+from common import main_on_local_ray, row  # noqa: E402
 from p2_ray_step_overhead import STEPS, SmallContext, _registry  # noqa: E402
 
 from ray_backend import RayExecutor  # noqa: E402
@@ -62,8 +61,4 @@ def run(repeats: int = 3) -> list[str]:
 
 
 if __name__ == "__main__":
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    try:
-        print("\n".join(run()))
-    finally:
-        ray.shutdown()
+    main_on_local_ray(run)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from ray_backend.executor import RayExecutor
 from synapse_steps.executor import StepExecutor
 from synapse_steps.orchestrator import Orchestrator
-
-from ray_backend.executor import RayExecutor
 
 
 class RayOrchestrator(Orchestrator):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from synapse_steps.fanout import ShardOptions
-
 from synapse_steps.result import StepResult
 from synapse_steps.runtime import RuntimeContext
 

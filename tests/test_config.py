@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.steps_kit import KitContext, KitStep
 from synapse_steps import (
     ConfigError,
     ExecutorConfig,
@@ -22,6 +21,7 @@ from synapse_steps import (
     load_config,
 )
 from synapse_steps.config import build_executor
+from tests.steps_kit import KitContext, KitStep
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from tests.steps_kit import KitContext, KitStep
 from synapse_steps import (
     BaseStep,
     Orchestrator,
@@ -25,6 +24,7 @@ from synapse_steps import (
     StepRegistry,
     StepResult,
 )
+from tests.steps_kit import KitContext, KitStep
 
 pytestmark = pytest.mark.timeout(120)
 

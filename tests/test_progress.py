@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from tests.steps_kit import KitStep
 from synapse_steps import StepDefinitionError
 from synapse_steps.progress import WeightedProgress, validate_weights
+from tests.steps_kit import KitStep
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.steps_kit import KitContext, KitStep
 from synapse_steps import BaseStep, StepDefinitionError, StepRegistry, StepResult, UnknownStepError
+from tests.steps_kit import KitContext, KitStep
 
 pytestmark = pytest.mark.timeout(30)
 
