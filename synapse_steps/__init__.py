@@ -4,6 +4,8 @@ Runs in-process by default and on Ray by configuration (``ray_backend``), with n
 change to the steps. This package never imports ``ray``.
 """
 
+import logging
+
 from synapse_steps.actions import BaseAction, BaseTrainAction, BaseUploadAction, TrainContext, UploadContext
 from synapse_steps.config import ExecutorConfig, RaySettings, StepOptions, load_config
 from synapse_steps.context import BaseStepContext
@@ -25,6 +27,9 @@ from synapse_steps.resources import StepResources
 from synapse_steps.result import StepResult
 from synapse_steps.runtime import RuntimeContext, RuntimeEvent
 from synapse_steps.step import BaseStep
+
+# A library stays silent unless the application configures logging.
+logging.getLogger("synapse_steps").addHandler(logging.NullHandler())
 
 __all__ = [
     "BaseAction",

@@ -18,17 +18,13 @@ import argparse
 import logging
 import traceback
 from collections.abc import Sequence
-from typing import Any
 
 from synapse_steps.actions.base import BaseAction
 from synapse_steps.cli_report import JsonReporter, RichReporter, claim_stdout
-from synapse_steps.cli_run import EXIT_USAGE, Reporter, run_action
+from synapse_steps.cli_run import EXIT_USAGE, Reporter, RunWatcher, run_action
 from synapse_steps.cli_target import TARGET_FORMS, build_config, load_action_class, make_action, read_params
 from synapse_steps.cli_validate import validate_action
-from synapse_steps.config import build_executor
 from synapse_steps.errors import StepsError
-from synapse_steps.executor import StepExecutor
-from synapse_steps.registry import StepRegistry
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,7 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--address", metavar="ADDR", help="Ray cluster to join (overrides ray.address)")
     common.add_argument("--params", metavar="FILE", help="action params from a YAML or JSON file")
     common.add_argument(
-        "--param", action="append", default=[], metavar="KEY=VALUE",
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="one param, value parsed as YAML (epochs=3, name=abc, tags=[a,b]); repeatable, wins over --params",
     )
     common.add_argument("--json", action="store_true", help="JSON lines on stdout instead of the live view")
@@ -62,11 +61,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser(
-        "run", parents=[common], help="run an action with a live progress bar (or --json events)",
+        "run",
+        parents=[common],
+        help="run an action with a live progress bar (or --json events)",
         description="Run an action's steps; on failure the executed steps are rolled back.",
     )
     commands.add_parser(
-        "validate", parents=[common], help="check target, params, config and steps without running anything",
+        "validate",
+        parents=[common],
+        help="check target, params, config and steps without running anything",
         description="Load the action, validate its params and the executor config, build its steps, run nothing.",
     )
     return parser
@@ -74,8 +77,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     reporter: Reporter = JsonReporter(claim_stdout()) if args.json else RichReporter()
+    watcher = RunWatcher(reporter)
     try:
-        action, registry, executor = _prepare(args)
+        action = _load_action(args)
+        orchestrator = action.build_orchestrator(watcher.on_progress, watcher.before_step)
     except StepsError as exc:
         reporter.end(EXIT_USAGE, None, str(exc))
         return EXIT_USAGE
@@ -83,19 +88,13 @@ def _run(args: argparse.Namespace) -> int:
         traceback.print_exc()
         reporter.end(EXIT_USAGE, None, f"setting up {args.target} failed: {type(exc).__name__}: {exc}")
         return EXIT_USAGE
-    return run_action(action, registry, executor, reporter, args.target)
+    return run_action(action, orchestrator, watcher, reporter, args.target)
 
 
-def _prepare(args: argparse.Namespace) -> tuple[BaseAction, StepRegistry[Any], StepExecutor]:
-    """What ``action.run()`` does before executing, kept apart so the CLI can hook the orchestrator."""
+def _load_action(args: argparse.Namespace) -> BaseAction:
     action_class = load_action_class(args.target)
     config = build_config(args.config, args.executor, args.address)
-    action = make_action(action_class, read_params(args.params, args.param), config)
-    registry: StepRegistry[Any] = StepRegistry()
-    action.setup_steps(registry)
-    action.context = action.create_context()
-    executor = build_executor(config, registry.get_step_names())
-    return action, registry, executor
+    return make_action(action_class, read_params(args.params, args.param), config)
 
 
 if __name__ == "__main__":

@@ -28,17 +28,31 @@ def claim_stdout() -> TextIO:
     return os.fdopen(private, "w", buffering=1, encoding="utf-8")
 
 
-def _jsonable(value: Any) -> Any:
-    """``json.dumps`` fallback for what steps put in metrics and logs (numpy scalars, paths...)."""
-    if hasattr(value, "item") and callable(value.item):
+def _plain(value: Any) -> Any:
+    """What steps report, as strict JSON values.
+
+    numpy/torch scalars become numbers, tuples and sets lists, paths and times strings,
+    NaN and infinity ``null`` (a diverged loss must not break the stream), anything else
+    its ``repr``.
+    """
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int)):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    item = getattr(value, "item", None)
+    if callable(item):
         try:
-            return value.item()
-        except (TypeError, ValueError):
+            return _plain(item())
+        except (TypeError, ValueError):  # not a one-element array
             pass
-    if isinstance(value, (set, frozenset, tuple)):
-        return list(value)
-    if isinstance(value, (Path, datetime)):
-        return str(value) if isinstance(value, Path) else value.isoformat()
     return repr(value)
 
 
@@ -49,7 +63,7 @@ class JsonReporter:
         self._stream = stream
 
     def _emit(self, event: str, **fields: Any) -> None:
-        line = json.dumps({"event": event, **fields}, default=_jsonable, allow_nan=False)
+        line = json.dumps(_plain({"event": event, **fields}), allow_nan=False)
         self._stream.write(line + "\n")
 
     def start(self, info: dict[str, Any]) -> None:
@@ -63,25 +77,15 @@ class JsonReporter:
 
     def runtime_event(self, event: dict[str, Any]) -> None:
         fields = dict(event)
-        self._emit(fields.pop("event"), **_finite(fields))
+        self._emit(fields.pop("event"), **fields)
 
     def end(self, exit_code: int, summary: dict[str, Any] | None, error: str | None) -> None:
-        self._emit("end", success=exit_code == 0, exit_code=exit_code, error=error, summary=_finite(summary))
+        self._emit("end", success=exit_code == 0, exit_code=exit_code, error=error, summary=summary)
         self._stream.flush()
 
 
-def _finite(value: Any) -> Any:
-    """NaN and infinity are not JSON: send them as null (a diverged loss must not break the stream)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
 _STATUS_STYLE = {"succeeded": "green", "failed": "bold red", "skipped": "yellow", "running": "cyan", "pending": "dim"}
+_LEVEL_STYLE = {"warning": "yellow", "error": "red", "danger": "red", "critical": "bold red"}
 
 
 class RichReporter:
@@ -114,9 +118,11 @@ class RichReporter:
         self._title = ""
 
     def start(self, info: dict[str, Any]) -> None:
+        from rich.text import Text
+
         self._names = [s["name"] for s in info["steps"]]
         self._title = f"{info['action']} on {info['executor']}"
-        self.console.print(f"[bold]{self._title}[/] — {len(self._names)} steps, job {info['job_id']}", highlight=False)
+        self.console.print(Text(self._title, style="bold") + Text(f" — {len(self._names)} steps, job {info['job_id']}"))
         self._task = self._bar.add_task("run", total=1.0, label="starting", mark=None)
         self._bar.start()
 
@@ -133,7 +139,7 @@ class RichReporter:
         from rich.text import Text
 
         if event["event"] == "message":
-            style = "red" if event["level"] in ("error", "danger", "critical") else "yellow" if event["level"] == "warning" else ""
+            style = _LEVEL_STYLE.get(event["level"], "")
             self._bar.console.print(Text(f"[{event['step'] or '-'}] {event['message']}", style=style))
         elif event["event"] == "log":
             data = " ".join(f"{k}={v}" for k, v in event["data"].items())
@@ -145,10 +151,13 @@ class RichReporter:
         if self._task is None:  # the run never started
             self._errors.print(Text("error: ", style="bold red") + Text(str(error)))
             return
-        label = "done" if exit_code == 0 else f"failed at {summary['failed_step']}" if summary and summary["failed_step"] else "stopped"
+        assert summary is not None
+        if exit_code == 0:
+            label = "done"
+        else:
+            label = f"failed at {summary['failed_step']}" if summary["failed_step"] else "stopped"
         self._bar.update(self._task, label=label, mark="✓" if exit_code == 0 else "✗")
         self._bar.stop()
-        assert summary is not None
         self.console.print(self._table(summary))
         self._print_metrics(summary["metrics"])
         if exit_code == 0:
@@ -168,6 +177,7 @@ class RichReporter:
 
     def _table(self, summary: dict[str, Any]) -> Any:
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(title=self._title, title_justify="left")
         for column in ("step", "status", "duration", "node", "rollback"):
@@ -177,8 +187,8 @@ class RichReporter:
             node = entry["node"] or "-"
             if node != "local" and len(node) > 12:
                 node = node[:12] + "…"  # a Ray node id (56 hex digits); --json has it in full
-            status = f"[{_STATUS_STYLE.get(entry['status'], '')}]{entry['status']}[/]"
-            table.add_row(entry["step"], status, duration, node, entry["rollback"] or "")
+            status = Text(entry["status"], style=_STATUS_STYLE.get(entry["status"], ""))
+            table.add_row(Text(entry["step"]), status, duration, node, entry["rollback"] or "")
         return table
 
     def _print_metrics(self, metrics: dict[str, dict[str, Any]]) -> None:

@@ -15,9 +15,7 @@ from typing import Any, Protocol
 
 from synapse_steps.actions.base import BaseAction
 from synapse_steps.errors import StepFailedError, StepsError
-from synapse_steps.executor import StepExecutor
 from synapse_steps.orchestrator import Orchestrator, StepRecord
-from synapse_steps.registry import StepRegistry
 from synapse_steps.result import StepResult
 from synapse_steps.runtime import RuntimeEvent
 
@@ -43,9 +41,8 @@ class RunWatcher:
     and at the end of the run (statuses, rollbacks).
     """
 
-    def __init__(self, reporter: Reporter, executor: StepExecutor) -> None:
+    def __init__(self, reporter: Reporter) -> None:
         self._reporter = reporter
-        self._executor = executor
         self._seen: dict[str, tuple[str, str | None]] = {}
         self.orchestrator: Orchestrator[Any] | None = None
 
@@ -69,8 +66,14 @@ class RunWatcher:
             self._reporter.runtime_event({"event": "message", "step": step, "level": event.level, "message": message})
         else:
             self._reporter.runtime_event(
-                {"event": "log", "step": step, "name": event.name, "level": event.level,
-                 "data": event.data, "file": event.file}
+                {
+                    "event": "log",
+                    "step": step,
+                    "name": event.name,
+                    "level": event.level,
+                    "data": event.data,
+                    "file": event.file,
+                }
             )
 
     def sync(self) -> None:
@@ -82,16 +85,23 @@ class RunWatcher:
                 self._reporter.step(self.entry(record))
 
     def entry(self, record: StepRecord) -> dict[str, Any]:
-        nodes = getattr(self._executor, "step_nodes", None)
+        assert self.orchestrator is not None
+        nodes = getattr(self.orchestrator.executor, "step_nodes", None)
         if record.status in ("pending", "skipped"):
             node = None  # never ran anywhere
         else:
             node = "local" if nodes is None else nodes.get(record.name) or None
         duration = None if record.duration_s is None else round(record.duration_s, 3)
         result = self._result_of(record)
-        return {"step": record.name, "status": record.status, "duration_s": duration, "node": node,
-                "rollback": record.rollback, "data": result.data if result else None,
-                "error": result.error if result else None}
+        return {
+            "step": record.name,
+            "status": record.status,
+            "duration_s": duration,
+            "node": node,
+            "rollback": record.rollback,
+            "data": result.data if result else None,
+            "error": result.error if result else None,
+        }
 
     def _result_of(self, record: StepRecord) -> StepResult | None:
         """The step's ``StepResult.data``: results are appended in step order, one per finished step."""
@@ -104,28 +114,28 @@ class RunWatcher:
 
 
 def run_action(
-    action: BaseAction, registry: StepRegistry[Any], executor: StepExecutor, reporter: Reporter, target: str
+    action: BaseAction, orchestrator: Orchestrator[Any], watcher: RunWatcher, reporter: Reporter, target: str
 ) -> int:
     """Run the action's steps on ``executor``; report start, progress, steps, events and the end.
 
-    ``action.context`` must already be created. Returns the exit status: 0 success,
+    ``orchestrator`` comes from ``action.build_orchestrator`` with ``watcher``'s hooks.
+    Returns the exit status: 0 success,
     1 a step failed (rolled back) or the run broke, 2 the run could not start (a
     ``StepsError`` before the first step, e.g. an unreachable Ray address), 130 Ctrl-C.
     """
-    context = action.context
-    watcher = RunWatcher(reporter, executor)
-    orchestrator: Orchestrator[Any] = Orchestrator(
-        registry, context, watcher.on_progress, watcher.before_step, executor=executor
-    )
+    context = orchestrator.context
+    registry = orchestrator.registry
     watcher.orchestrator = orchestrator
-    reporter.start({
-        "target": target,
-        "action": type(action).__name__,
-        "executor": action.config.executor,
-        "job_id": context.runtime_ctx.job_id,
-        "params": action.params.model_dump(mode="json"),
-        "steps": [{"name": s.name, "weight": s.progress_weight} for s in registry.get_steps()],
-    })
+    reporter.start(
+        {
+            "target": target,
+            "action": type(action).__name__,
+            "executor": action.config.executor,
+            "job_id": context.runtime_ctx.job_id,
+            "params": action.params.model_dump(mode="json"),
+            "steps": [{"name": s.name, "weight": s.progress_weight} for s in registry.get_steps()],
+        }
+    )
     unsubscribe = context.runtime_ctx.subscribe(watcher.on_event)
     started = time.monotonic()
     outcome: dict[str, Any] = {"failed_step": None, "error": None, "rollback_errors": [], "traceback": None}
@@ -134,8 +144,9 @@ def run_action(
         code = EXIT_OK
     except StepFailedError as exc:
         code = EXIT_FAILED
-        outcome.update(failed_step=exc.step_name, error=str(exc), rollback_errors=exc.rollback_errors,
-                       traceback=exc.traceback)
+        outcome.update(
+            failed_step=exc.step_name, error=str(exc), rollback_errors=exc.rollback_errors, traceback=exc.traceback
+        )
     except KeyboardInterrupt as exc:
         code = EXIT_INTERRUPTED
         outcome.update(error=f"interrupted ({exc or 'Ctrl-C'}); executed steps were rolled back")

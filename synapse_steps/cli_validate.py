@@ -48,8 +48,15 @@ class Validation:
         self.problems.append({"area": area, "message": message})
 
     def as_json(self) -> dict[str, Any]:
-        return {"valid": self.valid, "target": self.target, **self.details, "steps": self.steps,
-                "problems": self.problems, "checked": list(self.passed), "not_checked": self.not_checked}
+        return {
+            "valid": self.valid,
+            "target": self.target,
+            **self.details,
+            "steps": self.steps,
+            "problems": self.problems,
+            "checked": list(self.passed),
+            "not_checked": self.not_checked,
+        }
 
 
 def validate_action(args: argparse.Namespace) -> int:
@@ -123,8 +130,14 @@ def check(args: argparse.Namespace) -> Validation:
             v.problem("steps", f"step '{step.name}': {exc}")
             v.passed.pop("steps", None)
         else:
-            entry.update(num_cpus=res.num_cpus, num_gpus=res.num_gpus, memory=res.memory, resources=res.resources,
-                         max_retries=res.max_retries, timeout_s=res.timeout_s)
+            entry.update(
+                num_cpus=res.num_cpus,
+                num_gpus=res.num_gpus,
+                memory=res.memory,
+                resources=res.resources,
+                max_retries=res.max_retries,
+                timeout_s=res.timeout_s,
+            )
         v.steps.append(entry)
     return v
 
@@ -143,12 +156,26 @@ def _print_text(v: Validation, out: TextIO) -> None:
         elif area in v.not_checked:
             console.print(Text(f"- {area:<7} not checked: {v.not_checked[area]}", style="dim"))
     if v.steps and all("num_cpus" in s for s in v.steps):
-        table = Table("step", "weight", "num_cpus", "num_gpus", "max_retries", "timeout_s",
-                      title="step resources on Ray (ignored in-process)", title_justify="left")
+        table = Table(
+            "step",
+            "weight",
+            "num_cpus",
+            "num_gpus",
+            "max_retries",
+            "timeout_s",
+            title="step resources on Ray (ignored in-process)",
+            title_justify="left",
+        )
         for s in v.steps:
             timeout = "-" if s["timeout_s"] is None else f"{s['timeout_s']:g}"
-            table.add_row(s["name"], f"{s['weight']:g}", f"{s['num_cpus']:g}", f"{s['num_gpus']:g}",
-                          str(s["max_retries"]), timeout)
+            table.add_row(
+                s["name"],
+                f"{s['weight']:g}",
+                f"{s['num_cpus']:g}",
+                f"{s['num_gpus']:g}",
+                str(s["max_retries"]),
+                timeout,
+            )
         console.print(table)
     if v.valid:
         console.print(Text("valid", style="bold green") + Text(": nothing was run"))

@@ -101,6 +101,10 @@ class Orchestrator(Generic[C]):
         return build_executor(config, self._registry.get_step_names())
 
     @property
+    def registry(self) -> StepRegistry[C]:
+        return self._registry
+
+    @property
     def context(self) -> C:
         return self._context
 

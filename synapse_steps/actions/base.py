@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from synapse_steps.config import ExecutorConfig, build_executor, load_config
 from synapse_steps.context import BaseStepContext
-from synapse_steps.orchestrator import Orchestrator
+from synapse_steps.orchestrator import BeforeStepHook, Orchestrator
 from synapse_steps.progress import ProgressCallback
 from synapse_steps.registry import StepRegistry
 from synapse_steps.runtime import RuntimeContext
@@ -55,17 +55,27 @@ class BaseAction(ABC, Generic[P, C]):
         """The run's context; override to fill action-specific fields."""
         return self.context_class(runtime_ctx=self.runtime_ctx, params=self.params.model_dump())  # type: ignore[call-arg]
 
-    def run(self) -> dict[str, Any]:
-        """Build the registry and context, then execute with the configured executor.
+    def build_orchestrator(
+        self, progress_callback: ProgressCallback | None = None, before_step: BeforeStepHook | None = None
+    ) -> Orchestrator[C]:
+        """The registry, context and configured executor that ``run()`` uses, wired but not run.
 
-        The context stays readable as ``self.context`` afterwards, success or failure.
+        For callers that need more than the summary (the CLI reads ``records`` and the
+        executor's ``step_nodes``). Sets ``self.context``.
         """
         registry: StepRegistry[C] = StepRegistry()
         self.setup_steps(registry)
         self.context = self.create_context()
         executor = build_executor(self.config, registry.get_step_names())
-        orchestrator = Orchestrator(registry, self.context, self.progress_callback, executor=executor)
-        return orchestrator.execute()
+        callback = progress_callback or self.progress_callback
+        return Orchestrator(registry, self.context, callback, before_step, executor=executor)
+
+    def run(self) -> dict[str, Any]:
+        """Build the registry and context, then execute with the configured executor.
+
+        The context stays readable as ``self.context`` afterwards, success or failure.
+        """
+        return self.build_orchestrator().execute()
 
     @classmethod
     def _resolve_params_model(cls) -> type[P]:
