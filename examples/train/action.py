@@ -14,7 +14,7 @@ import os
 import pickle
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from synapse_steps import BaseStep, BaseTrainAction, StepRegistry, StepResources, StepResult, TrainContext
 
@@ -25,6 +25,12 @@ class TrainParams(BaseModel):
     seed: int = Field(0, description="Seed for the split and the model.")
     output_dir: str = Field("artifacts", description="Where the trained model is written.")
     min_accuracy: float = Field(0.8, ge=0, le=1, description="Fail (and roll back) below this test accuracy.")
+
+    @field_validator("output_dir")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        """Resolved where params are validated (the driver), not in a worker's own cwd."""
+        return str(Path(value).expanduser().resolve())
 
 
 class LoadDigits(BaseStep[TrainContext]):
@@ -118,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"progress {current:3d}%", flush=True)
 
     action = DigitsTrainAction(
-        {"epochs": args.epochs, "output_dir": str(Path(args.output_dir).resolve())},
+        {"epochs": args.epochs, "output_dir": args.output_dir},
         config=args.config,
         progress_callback=show,
     )
