@@ -19,6 +19,7 @@ from __future__ import annotations
 import _thread
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -147,7 +148,8 @@ class Figure:
     def row(self) -> str:
         took = "no error (hung)" if self.seconds is None else f"{self.seconds:.2f}"
         note = f" ({self.note})" if self.note else ""
-        return f"| {self.fault}{note} | {took} | {self.completed} / {self.expected} |"
+        rollbacks = "n/a" if self.expected < 0 else f"{self.completed} / {self.expected}"
+        return f"| {self.fault}{note} | {took} | {rollbacks} |"
 
 
 def config(**ray_settings: Any) -> ExecutorConfig:
@@ -186,10 +188,13 @@ def measure(
         send()
 
     if interrupt_after_s is not None:
-        threading.Thread(target=send_when_long_runs, args=(interrupt_after_s, _thread.interrupt_main), daemon=True).start()
+        interrupt = _thread.interrupt_main
+        threading.Thread(target=send_when_long_runs, args=(interrupt_after_s, interrupt), daemon=True).start()
     if sigterm_after_s is not None:
-        kill = lambda: os.kill(os.getpid(), signal.SIGTERM)  # noqa: E731
-        threading.Thread(target=send_when_long_runs, args=(sigterm_after_s, kill), daemon=True).start()
+        # As the signal would reach Python's handler (a real SIGTERM from another thread of
+        # this process may land on one of Ray's C++ threads, whose handler aborts).
+        term = lambda: _thread.interrupt_main(signal.SIGTERM)  # noqa: E731
+        threading.Thread(target=send_when_long_runs, args=(sigterm_after_s, term), daemon=True).start()
 
     registry: StepRegistry[BenchContext] = StepRegistry()
     for step in steps:
@@ -234,7 +239,10 @@ def single_node_figures(tmp: Path) -> list[Figure]:
         figures.append(measure(label, make(j), j, **kw))
 
     case("1. execute raises", lambda j: [BenchStep("a", j), BenchStep("b", j), BenchStep("c", j, "raise")])
-    case("1. execute returns success=False", lambda j: [BenchStep("a", j), BenchStep("b", j), BenchStep("c", j, "result")])
+    case(
+        "1. execute returns success=False",
+        lambda j: [BenchStep("a", j), BenchStep("b", j), BenchStep("c", j, "result")],
+    )
     case("2. worker os._exit(1) mid-step", lambda j: [BenchStep("a", j), BenchStep("b", j), BenchStep("c", j, "exit")])
     case("2. worker SIGKILL mid-step", lambda j: [BenchStep("a", j), BenchStep("b", j), BenchStep("c", j, "sigkill")])
     limited = StepResources(timeout_s=2)
@@ -324,7 +332,7 @@ def node_figures(tmp: Path) -> list[Figure]:
         head_node_args={"num_cpus": 1, "_system_config": FAST_NODE_DEATH, "include_dashboard": False},
     )
     try:
-        ray.init(address=cluster.address, logging_level=logging.ERROR)
+        ray.init(address=cluster.address, logging_level=logging.ERROR, log_to_driver=False)
         for label, retries, resource, spare_too in [
             ("12. node removed while its step runs (spare node added)", 0, "shared", True),
             ("12. node removed; the retry needs a resource only that node had", 1, "only_there", False),
@@ -337,7 +345,9 @@ def node_figures(tmp: Path) -> list[Figure]:
             run = BackgroundRun(steps, schedule_timeout_s=3)
             run.start()
             deadline = time.monotonic() + 60
-            while not any(w == "execute" and n == "work" for w, n, _ in read_journal(j)) and time.monotonic() < deadline:
+            while time.monotonic() < deadline:
+                if any(w == "execute" and n == "work" for w, n, _ in read_journal(j)):
+                    break
                 time.sleep(0.02)
             spare = None
             if spare_too:
@@ -357,7 +367,7 @@ def node_figures(tmp: Path) -> list[Figure]:
             note = "still waiting 20 s after the loss; unblocked by adding a node" if hung else type(run.error).__name__
             seconds = None if hung or run.ended is None else run.ended - removed
             message = f"{type(run.error).__name__}: {run.error}" if run.error else "(the run succeeded once unblocked)"
-            figures.append(Figure(label, seconds, completed, 0 if hung else len(started), note, message))
+            figures.append(Figure(label, seconds, completed, -1 if hung else len(started), note, message))
             if spare is not None:
                 cluster.remove_node(spare)
     finally:
@@ -368,17 +378,26 @@ def node_figures(tmp: Path) -> list[Figure]:
 
 def main() -> None:
     os.environ.pop("RAY_ADDRESS", None)
-    tmp = Path(tempfile.mkdtemp(prefix="fault-figures-"))
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
+    tmp = Path(tempfile.mkdtemp(prefix="fault-figures-"))  # journals; removed at the end
+    # Ray and the nodes it starts write worker-death notices and state dumps to fd 1:
+    # send them to stderr while measuring, so stdout carries only the table.
+    stdout_fd = os.dup(1)
+    os.dup2(2, 1)
     try:
-        figures = single_node_figures(tmp)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
+        try:
+            figures = single_node_figures(tmp)
+        finally:
+            ray.shutdown()
+        try:
+            figures += node_figures(tmp)
+        except Exception as exc:  # noqa: BLE001 - the multi-node part is optional
+            print(f"(lost-node rows skipped: {type(exc).__name__}: {exc})", file=sys.stderr)
     finally:
-        ray.shutdown()
-    try:
-        figures += node_figures(tmp)
-    except Exception as exc:  # noqa: BLE001 - the multi-node part is optional
-        print(f"(lost-node rows skipped: {type(exc).__name__}: {exc})", file=sys.stderr)
-    print()
+        sys.stdout.flush()
+        os.dup2(stdout_fd, 1)
+        os.close(stdout_fd)
+        shutil.rmtree(tmp, ignore_errors=True)
     print("| fault | time fault→error (s) | rollbacks completed / expected |")
     print("|---|---|---|")
     for figure in figures:

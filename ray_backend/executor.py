@@ -63,24 +63,19 @@ class RayExecutor(StepExecutor):
         self._transport: ContextTransport | None = None
         self._resources: dict[str, StepResources] = {}
         self._nodes: dict[str, str | None] = {}
-        self._started_tokens: set[str] = set()
+        self._never_started: set[str] = set()
         self.actor_name: str | None = None
 
     @property
     def step_nodes(self) -> dict[str, str | None]:
-        """Step name → Ray node id where it ran (None: started, node unknown).
-
-        Rollbacks are sent back to that node. A step missing here never started on a
-        worker (it could not be scheduled, or was cancelled while queued), so there
-        is nothing to roll back and its rollback is skipped.
-        """
+        """Step name → Ray node id where it ran (None: node unknown); rollbacks go back there."""
         return dict(self._nodes)
 
     def open(self, context: BaseStepContext, steps: Sequence[BaseStep]) -> None:
         self._config.check_step_names([s.name for s in steps])
         self._resources = {s.name: self._config.resources_for(s) for s in steps}
         self._nodes = {}
-        self._started_tokens = set()
+        self._never_started = set()
         self._connected = connect(self._settings)
         try:
             ship_user_modules()
@@ -100,8 +95,8 @@ class RayExecutor(StepExecutor):
         return result
 
     def rollback(self, step: BaseStep, context: BaseStepContext, result: StepResult) -> None:
-        if step.name not in self._nodes:
-            return
+        if step.name in self._never_started:
+            return  # stopped while still queued: it never ran, there is nothing to undo
         meta = self._run("rollback", step, context, result)
         if meta["error"]:
             raise StepTaskFailed(meta["error"], meta["traceback"])
@@ -192,38 +187,44 @@ class RayExecutor(StepExecutor):
     def _await(
         self, ref: ray.ObjectRef, step: BaseStep, mode: str, token: str, resources: StepResources, context: Any
     ) -> dict[str, Any]:
-        """Wait for a step task, relaying its events; enforce schedule and step time limits.
+        """Wait for a step task, relaying its events; enforce the schedule and step time limits.
 
-        Whatever the outcome, a task that started on a worker leaves its node in
-        ``_nodes``, so its rollback goes back there (and one that never started is
-        not rolled back).
+        Start markers from the worker tell where the task runs (its rollback goes back
+        there). If that node dies while Ray holds the task for a retry, the retry must
+        start within ``schedule_timeout_s`` too, so a retry that needs a resource only
+        the lost node had fails instead of waiting forever. Only a task stopped by the
+        schedule timeout before any start marker is known never to have run: that
+        step alone is not rolled back.
         """
-        start = time.monotonic()
+        watch = _StartWatch(time.monotonic())
         try:
             while not ray.wait([ref], timeout=self._settings.progress_interval_s)[0]:
-                has_started = self._relay_and_note_start(context, step, token)
-                elapsed = time.monotonic() - start
-                if resources.timeout_s is not None and elapsed > resources.timeout_s:
+                now = time.monotonic()
+                node = watch.update(self._relay(context, token).get(token), now)
+                if node is not None:
+                    self._nodes[step.name] = node or None
+                if resources.timeout_s is not None and now - watch.submitted > resources.timeout_s:
                     self._stop(ref)
                     raise StepTaskFailed(
                         f"step '{step.name}' ({mode}) timed out after {resources.timeout_s:g}s and was cancelled"
                     )
-                if not has_started and elapsed > self._settings.schedule_timeout_s:
+                if watch.node_lost(now):
+                    continue
+                if watch.waiting_too_long(now, self._settings.schedule_timeout_s):
                     self._stop(ref)
-                    raise StepTaskFailed(
-                        f"step '{step.name}' ({mode}) could not start within "
-                        f"{self._settings.schedule_timeout_s:g}s (ray.schedule_timeout_s): no node could give it "
-                        f"{_describe_request(resources)} (none has them, or they stayed in use); "
-                        f"cluster total: {ray.cluster_resources()}"
-                    )
+                    if not watch.ever_started:
+                        self._never_started.add(step.name)
+                    raise StepTaskFailed(self._unschedulable(step, mode, resources, watch.lost_node))
         except KeyboardInterrupt:
             self._stop(ref)
-            self._relay_and_note_start(context, step, token)
+            self._relay(context, token)
             raise
         try:
             meta = ray.get(ref)
         except ray.exceptions.RayError as exc:
-            self._relay_and_note_start(context, step, token)
+            node = self._relay(context, token).get(token)
+            if node:
+                self._nodes[step.name] = node
             raise StepTaskFailed(*failures.describe(exc, step.name, mode)) from None
         if meta["batches_sent"]:
             self._relay(context, token)
@@ -232,13 +233,14 @@ class RayExecutor(StepExecutor):
         self._nodes[step.name] = meta["node_id"]
         return meta
 
-    def _relay_and_note_start(self, context: Any, step: BaseStep, token: str) -> bool:
-        """Relay events; True once the task ``token`` has started (its node is then noted)."""
-        started = self._relay(context, token)
-        if token in started and token not in self._started_tokens:
-            self._started_tokens.add(token)
-            self._nodes[step.name] = started[token] or None
-        return token in self._started_tokens
+    def _unschedulable(self, step: BaseStep, mode: str, resources: StepResources, lost_node: str | None) -> str:
+        limit = self._settings.schedule_timeout_s
+        why = f"its node {lost_node} died and the retry " if lost_node else ""
+        return (
+            f"step '{step.name}' ({mode}): {why}could not start within {limit:g}s (ray.schedule_timeout_s): "
+            f"no node could give it {_describe_request(resources)} (none has them, or they stayed in use); "
+            f"cluster total: {ray.cluster_resources()}"
+        )
 
     def _relay(self, context: Any, token: str) -> dict[str, str]:
         """Replay the actor's undelivered events into the caller's runtime context.
@@ -259,11 +261,52 @@ class RayExecutor(StepExecutor):
 
     @staticmethod
     def _stop(ref: ray.ObjectRef) -> None:
-        """Cancel politely; if the task is stuck (sleep, C code), kill its worker."""
-        ray.cancel(ref)
+        """Cancel politely; if the task is stuck (sleep, C code), kill its worker.
+
+        Not recursive: a recursive cancel also drops the task's pending calls to the
+        context actor (its last events). Shards a step fanned out are cancelled by
+        the step itself as the interrupt unwinds it, or die with its worker.
+        """
+        ray.cancel(ref, recursive=False)
         if not ray.wait([ref], timeout=_CANCEL_GRACE_S)[0]:
-            ray.cancel(ref, force=True)
+            ray.cancel(ref, force=True, recursive=False)
             ray.wait([ref], timeout=_CANCEL_GRACE_S)
+
+
+class _StartWatch:
+    """Where a step task's current attempt started, and how long it has been waiting to."""
+
+    _LIVENESS_EVERY_S = 1.0
+
+    def __init__(self, now: float) -> None:
+        self.submitted = now
+        self.waiting_since: float | None = now
+        self.node: str | None = None
+        self.ever_started = False
+        self.lost_node: str | None = None
+        self._next_check = now + self._LIVENESS_EVERY_S
+
+    def update(self, marker: str | None, now: float) -> str | None:
+        """Take the latest start marker (node id); returns it when it is news."""
+        if marker is None or (self.waiting_since is None and marker == self.node):
+            return None
+        if marker == self.lost_node:
+            return None  # the old attempt's marker, not a retry
+        self.node, self.waiting_since, self.ever_started = marker, None, True
+        return marker
+
+    def node_lost(self, now: float) -> bool:
+        """Every second while running: has the node under the attempt died? Then wait for a retry."""
+        if self.waiting_since is not None or not self.node or now < self._next_check:
+            return False
+        self._next_check = now + self._LIVENESS_EVERY_S
+        if any(n["NodeID"] == self.node and n["Alive"] for n in ray.nodes()):
+            return False
+        self.lost_node, self.node, self.waiting_since = self.node, None, now
+        return True
+
+    def waiting_too_long(self, now: float, limit_s: float) -> bool:
+        return self.waiting_since is not None and now - self.waiting_since > limit_s
 
 
 def _describe_request(resources: StepResources) -> str:

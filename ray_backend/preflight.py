@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,10 +22,24 @@ def check_serializable(context: Any, steps: Sequence[BaseStep]) -> None:
     """
     _try(type(context), f"the context class {type(context).__qualname__}")
     for name, value in read_state(context).items():
+        what = f"context field '{name}' ({type(value).__name__})"
+        _refuse_open_file(value, what)
         if not stored_fields.is_large(value):
-            _try(value, f"context field '{name}' ({type(value).__name__})")
+            _try(value, what)
     for step in steps:
-        _try(step, f"step '{step.name}' ({type(step).__qualname__})")
+        what = f"step '{step.name}' ({type(step).__qualname__})"
+        for value in getattr(step, "__dict__", {}).values():
+            _refuse_open_file(value, what)
+        _try(step, what)
+
+
+def _refuse_open_file(value: Any, what: str) -> None:
+    """cloudpickle turns a file opened for reading into a StringIO copy: reject it by name."""
+    if isinstance(value, io.IOBase) and not isinstance(value, (io.BytesIO, io.StringIO)):
+        raise ContextNotSerializableError(
+            f"{what} is an open file, which cannot be sent to a Ray worker (it would arrive as a "
+            "detached copy, if at all). Keep its path in the context and open it inside execute()."
+        )
 
 
 def _try(obj: Any, what: str) -> None:

@@ -39,20 +39,22 @@ def map_on_ray(fn: Callable[[Any], Any], items: Iterable[Any], options: ShardOpt
             if len(pending) >= limit:
                 return
 
-    top_up()
-    while pending:
-        done, _ = ray.wait(list(pending), num_returns=1)
-        for ref in done:
-            index = pending.pop(ref)
-            try:
-                results[index] = ray.get(ref)
-            except ray.exceptions.RayError as exc:
-                for other in pending:
-                    ray.cancel(other)
-                cause = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) and exc.cause else exc
-                raise shard_failure(index, len(shards), cause, results) from None
-            progress(len(results), len(shards))
+    try:
         top_up()
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                index = pending.pop(ref)
+                try:
+                    results[index] = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    cause = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) and exc.cause else exc
+                    raise shard_failure(index, len(shards), cause, results) from None
+                progress(len(results), len(shards))
+            top_up()
+    finally:
+        for ref in pending:  # a failed shard, a cancelled step (KeyboardInterrupt), or a timeout
+            ray.cancel(ref)
     return [results[i] for i in range(len(shards))]
 
 

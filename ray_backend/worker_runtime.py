@@ -35,6 +35,7 @@ class WorkerRuntime(RuntimeContext):
         self._lock = threading.Lock()
         self._pending: list[RuntimeEvent] = []
         self._latest_progress: dict[str | None, tuple[float, float]] = {}
+        self._last_progress: dict[str | None, tuple[float, float]] = {}
         self._last_flush = time.monotonic()
         self._timer: threading.Timer | None = None
         self.batches_sent = 0
@@ -44,7 +45,7 @@ class WorkerRuntime(RuntimeContext):
     ) -> None:
         """The hot path: a locked dict write; the event is only built when shipped."""
         with self._lock:
-            self._latest_progress[step or category] = (current, total)
+            self._latest_progress[step or category] = self._last_progress[step or category] = (current, total)
             self._schedule_flush_locked()
 
     def _emit(self, event: RuntimeEvent) -> None:
@@ -70,11 +71,16 @@ class WorkerRuntime(RuntimeContext):
         return map_on_ray(fn, items, options, lambda done, total: self.set_progress(done, total, step))
 
     def take_pending(self) -> list[RuntimeEvent]:
-        """Stop the timer and return everything not yet sent (progress last: latest values only)."""
+        """Stop the timer; return what was not sent, plus the final progress of every step.
+
+        The final values go back with the result even if a batch already carried them:
+        a batch can be lost with the context actor, the result cannot.
+        """
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+            self._latest_progress = dict(self._last_progress)
             return self._take_locked()
 
     def _flush_from_timer(self) -> None:

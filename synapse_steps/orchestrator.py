@@ -126,21 +126,21 @@ class Orchestrator(Generic[C]):
         self.records = [StepRecord(step.name) for step in steps]
         unsubscribe = ctx.runtime_ctx.subscribe(self._on_event)
         try:
-            with sigterm_as_interrupt():
-                self._run_all(steps)
+            self._run_all(steps)
         finally:
             unsubscribe()
         return {"success": True, "steps_executed": len(self._executed), "steps_total": len(steps)}
 
     def _run_all(self, steps: list[BaseStep[C]]) -> None:
         ctx = self._context
-        self._executor.open(ctx, steps)
+        self._executor.open(ctx, steps)  # may start Ray, which installs its own SIGTERM handler
         try:
-            for order, step in enumerate(steps):
-                ctx._set_current_step(step.name, order)
-                self._tracker.begin(order)
-                self._run_one(step, order)
-                self._tracker.finish(order)
+            with sigterm_as_interrupt():
+                for order, step in enumerate(steps):
+                    ctx._set_current_step(step.name, order)
+                    self._tracker.begin(order)
+                    self._run_one(step, order)
+                    self._tracker.finish(order)
         finally:
             ctx._set_current_step(None)
             self._executor.close()
