@@ -77,7 +77,7 @@ def external_head() -> Iterator[int]:
             time.sleep(0.3)
         yield port
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGINT)  # `ray start --block` stops its processes on SIGINT in ~1 s
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
