@@ -29,32 +29,14 @@ from synapse_steps import (
     StepResources,
     StepResult,
 )
-from tests.conftest import ray_config
+from tests.conftest import multi_node_cluster, ray_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
-
-FAST_NODE_DEATH = {
-    "health_check_initial_delay_ms": 0,
-    "health_check_period_ms": 500,
-    "health_check_timeout_ms": 500,
-    "health_check_failure_threshold": 3,
-}
-
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     """A head with 1 CPU and nothing else; tests add (and lose) their own nodes."""
-    if ray.is_initialized():
-        ray.shutdown()
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 1, "_system_config": FAST_NODE_DEATH, "include_dashboard": False},
-    )
-    cluster.wait_for_nodes()
-    ray.init(address=cluster.address, logging_level="ERROR")
-    yield cluster
-    ray.shutdown()
-    cluster.shutdown()
+    yield from multi_node_cluster({"num_cpus": 1}, [])
 
 
 def alive_run_actors() -> list[str]:

@@ -25,8 +25,7 @@ from synapse_steps import (
     StepResources,
     StepResult,
 )
-from tests.conftest import ray_config
-from tests.test_ray_multinode import FAST_NODE_DEATH
+from tests.conftest import multi_node_cluster, ray_config
 
 pytestmark = pytest.mark.slow
 
@@ -34,20 +33,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def gpu_cluster() -> Iterator[Cluster]:
     """CPU-only head, one CPU worker, two workers with one logical GPU each."""
-    if ray.is_initialized():
-        ray.shutdown()
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 1, "num_gpus": 0, "_system_config": FAST_NODE_DEATH, "include_dashboard": False},
-    )
-    cluster.add_node(num_cpus=2, num_gpus=0)
-    cluster.add_node(num_cpus=1, num_gpus=1)
-    cluster.add_node(num_cpus=1, num_gpus=1)
-    cluster.wait_for_nodes()
-    ray.init(address=cluster.address, logging_level="ERROR")
-    yield cluster
-    ray.shutdown()
-    cluster.shutdown()
+    gpu_worker = {"num_cpus": 1, "num_gpus": 1}
+    yield from multi_node_cluster({"num_cpus": 1, "num_gpus": 0}, [{"num_cpus": 2, "num_gpus": 0}, gpu_worker, gpu_worker])
 
 
 def _gpu_nodes() -> set[str]:

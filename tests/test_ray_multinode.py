@@ -21,34 +21,15 @@ from synapse_steps import (
     StepResources,
     StepResult,
 )
-from tests.conftest import ray_config
+from tests.conftest import multi_node_cluster, ray_config
 
 pytestmark = pytest.mark.slow
-
-FAST_NODE_DEATH = {
-    "health_check_initial_delay_ms": 0,
-    "health_check_period_ms": 500,
-    "health_check_timeout_ms": 500,
-    "health_check_failure_threshold": 3,
-}
-
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
     """Head with 1 CPU, two workers that each carry a custom resource naming them."""
-    if ray.is_initialized():
-        ray.shutdown()
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 1, "_system_config": FAST_NODE_DEATH, "include_dashboard": False},
-    )
-    cluster.add_node(num_cpus=1, resources={"node_a": 1})
-    cluster.add_node(num_cpus=1, resources={"node_b": 1})
-    cluster.wait_for_nodes()
-    ray.init(address=cluster.address, logging_level="ERROR")
-    yield cluster
-    ray.shutdown()
-    cluster.shutdown()
+    workers = [{"num_cpus": 1, "resources": {"node_a": 1}}, {"num_cpus": 1, "resources": {"node_b": 1}}]
+    yield from multi_node_cluster({"num_cpus": 1}, workers)
 
 
 def _node_with(resource: str) -> str:
