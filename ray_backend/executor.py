@@ -113,9 +113,14 @@ class RayExecutor(StepExecutor):
 
     def _start_actor(self, context: BaseStepContext) -> None:
         self.actor_name = f"synapse-steps-run-{context.runtime_ctx.job_id}-{uuid.uuid4().hex[:8]}"
+        # On the driver's node: the run's bookkeeping should not die with a worker node.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
         self._actor = (
             ray.remote(RunState)
-            .options(name=self.actor_name, namespace=self._settings.namespace, num_cpus=0, max_restarts=0)
+            .options(
+                name=self.actor_name, namespace=self._settings.namespace, num_cpus=0, max_restarts=0,
+                scheduling_strategy=here,
+            )
             .remote()
         )
         self._run_constants = RunConstants(
@@ -287,11 +292,18 @@ class _StartWatch:
         self._next_check = now + self._LIVENESS_EVERY_S
 
     def update(self, marker: str | None, now: float) -> str | None:
-        """Take the latest start marker (node id); returns it when it is news."""
-        if marker is None or (self.waiting_since is None and marker == self.node):
+        """Take the latest start marker (node id, or "" if lost with a dead actor); return news."""
+        if marker is None or marker == self.lost_node:
+            return None  # no marker yet, or the lost attempt's own
+        if marker == "":
+            # The context actor was replaced and the marker went with it: assume the task
+            # runs (a wrong schedule timeout would kill a healthy step), node unknown.
+            if self.ever_started:
+                return None
+            self.waiting_since, self.ever_started = None, True
+            return ""
+        if self.waiting_since is None and marker == self.node:
             return None
-        if marker == self.lost_node:
-            return None  # the old attempt's marker, not a retry
         self.node, self.waiting_since, self.ever_started = marker, None, True
         return marker
 

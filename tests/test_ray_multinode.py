@@ -117,3 +117,29 @@ def test_rollback_of_a_step_whose_node_died_runs_elsewhere(cluster: Cluster) -> 
         for node in list(cluster.worker_nodes):
             if node.node_id in spare_ids:
                 cluster.remove_node(node)
+
+
+class RecordsActorNode(BaseStep[PlacedContext]):
+    """Runs on node_a and notes which node holds the run's context actor."""
+
+    name = "where-is-the-actor"
+    progress_weight = 1.0
+
+    @property
+    def resources(self) -> StepResources:
+        return StepResources(num_cpus=0.5, resources={"node_a": 0.5})
+
+    def execute(self, ctx: PlacedContext) -> StepResult:
+        for actor in ray._private.state.actors().values():
+            if actor["Name"].startswith("synapse-steps-run-") and actor["State"] == "ALIVE":
+                ctx.trail.append(("actor", actor["Name"], actor["Address"]["NodeID"]))
+        return StepResult()
+
+
+def test_the_context_actor_lives_on_the_driver_node(cluster: Cluster) -> None:
+    """A worker node's loss must not take the run's bookkeeping with it."""
+    ctx = PlacedContext(runtime_ctx=RuntimeContext())
+    executor = RayExecutor(ray_config())
+    Orchestrator(_registry(RecordsActorNode()), ctx, executor=executor).execute()
+    nodes = {node for kind, name, node in ctx.trail if kind == "actor" and name == executor.actor_name}
+    assert nodes == {ray.get_runtime_context().get_node_id()}
