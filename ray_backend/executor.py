@@ -113,8 +113,10 @@ class RayExecutor(StepExecutor):
 
     def _start_actor(self, context: BaseStepContext) -> None:
         self.actor_name = f"synapse-steps-run-{context.runtime_ctx.job_id}-{uuid.uuid4().hex[:8]}"
-        # On the driver's node: the run's bookkeeping should not die with a worker node.
-        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        # On the driver's node: the run's bookkeeping must not die with a worker node. Hard
+        # affinity (it needs no resources, and that node lives as long as the driver): Ray
+        # does not honour *soft* affinity to the head node for actors.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self._actor = (
             ray.remote(RunState)
             .options(
