@@ -67,7 +67,7 @@ def run_loop(report: bool, seen: list[int]) -> float:
     return ctx.loop_s
 
 
-def run(repeats: int = 3) -> list[str]:
+def run(repeats: int = 5) -> list[str]:
     with_calls, without, updates = [], [], []
     for _ in range(repeats):
         seen: list[int] = []

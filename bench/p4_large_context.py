@@ -104,7 +104,7 @@ def run() -> list[str]:
             ray.get(read_task.remote(ref))
 
     once, ten = measure(bare_once, repeats=5), measure(bare_ten, repeats=5)
-    runs = {n: measure(lambda n=n: ours(n, ELEMENTS), repeats=3) for n in (1, 10, 50)}
+    runs = {n: measure(lambda n=n: ours(n, ELEMENTS), repeats=5) for n in (1, 10, 50)}
     big, small = median_step(ELEMENTS), median_step(128)
     ms = {n: f"{t.median_s * 1e3:.0f}" for n, t in runs.items()}
     return [

@@ -45,7 +45,7 @@ def timed(args: list[str], env: dict[str, str]) -> tuple[float, str]:
     return time.perf_counter() - start, proc.stdout
 
 
-def run(repeats: int = 3) -> list[str]:
+def run(repeats: int = 5) -> list[str]:
     env = {**os.environ, "SYNAPSE_STEPS_EXECUTOR": "ray"}
     env.pop("RAY_ADDRESS", None)
     ours = [timed([sys.executable, str(ROOT / "examples" / "quickstart.py")], env)[0] for _ in range(repeats)]
