@@ -16,6 +16,7 @@ from ray_backend.connection import connect, disconnect
 from ray_backend.context_actor import RunState
 from ray_backend.preflight import check_serializable
 from ray_backend.step_task import RunConstants, run_step
+from ray_backend.task_watch import StartWatch, describe_request, stop_task
 from ray_backend.transport import ContextTransport
 from synapse_steps.config import ExecutorConfig, load_config
 from synapse_steps.context import BaseStepContext
@@ -26,9 +27,6 @@ from synapse_steps.result import StepResult
 from synapse_steps.step import BaseStep
 
 _run_step_task = ray.remote(run_step)
-
-# After a polite cancel, how long a step gets to stop before its worker is killed.
-_CANCEL_GRACE_S = 2.0
 
 
 class StepTaskFailed(StepsError, RuntimeError):
@@ -203,7 +201,7 @@ class RayExecutor(StepExecutor):
         schedule timeout before any start marker is known never to have run: that
         step alone is not rolled back.
         """
-        watch = _StartWatch(time.monotonic())
+        watch = StartWatch(time.monotonic())
         try:
             while not ray.wait([ref], timeout=self._settings.progress_interval_s)[0]:
                 now = time.monotonic()
@@ -211,19 +209,19 @@ class RayExecutor(StepExecutor):
                 if node is not None:
                     self._nodes[step.name] = node or None
                 if resources.timeout_s is not None and now - watch.submitted > resources.timeout_s:
-                    self._stop(ref)
+                    stop_task(ref)
                     raise StepTaskFailed(
                         f"step '{step.name}' ({mode}) timed out after {resources.timeout_s:g}s and was cancelled"
                     )
                 if watch.node_lost(now):
                     continue
                 if watch.waiting_too_long(now, self._settings.schedule_timeout_s):
-                    self._stop(ref)
+                    stop_task(ref)
                     if not watch.ever_started:
                         self._never_started.add(step.name)
                     raise StepTaskFailed(self._unschedulable(step, mode, resources, watch.lost_node))
         except KeyboardInterrupt:
-            self._stop(ref)
+            stop_task(ref)
             self._relay(context, token)
             raise
         try:
@@ -245,7 +243,7 @@ class RayExecutor(StepExecutor):
         why = f"its node {lost_node} died and the retry " if lost_node else ""
         return (
             f"step '{step.name}' ({mode}): {why}could not start within {limit:g}s (ray.schedule_timeout_s): "
-            f"no node could give it {_describe_request(resources)} (none has them, or they stayed in use); "
+            f"no node could give it {describe_request(resources)} (none has them, or they stayed in use); "
             f"cluster total: {ray.cluster_resources()}"
         )
 
@@ -265,68 +263,3 @@ class RayExecutor(StepExecutor):
         for event in events:
             context.runtime_ctx.record(event)
         return started
-
-    @staticmethod
-    def _stop(ref: ray.ObjectRef) -> None:
-        """Cancel politely; if the task is stuck (sleep, C code), kill its worker.
-
-        Not recursive: a recursive cancel also drops the task's pending calls to the
-        context actor (its last events). Shards a step fanned out are cancelled by
-        the step itself as the interrupt unwinds it, or die with its worker.
-        """
-        ray.cancel(ref, recursive=False)
-        if not ray.wait([ref], timeout=_CANCEL_GRACE_S)[0]:
-            ray.cancel(ref, force=True, recursive=False)
-            ray.wait([ref], timeout=_CANCEL_GRACE_S)
-
-
-class _StartWatch:
-    """Where a step task's current attempt started, and how long it has been waiting to."""
-
-    _LIVENESS_EVERY_S = 1.0
-
-    def __init__(self, now: float) -> None:
-        self.submitted = now
-        self.waiting_since: float | None = now
-        self.node: str | None = None
-        self.ever_started = False
-        self.lost_node: str | None = None
-        self._next_check = now + self._LIVENESS_EVERY_S
-
-    def update(self, marker: str | None, now: float) -> str | None:
-        """Take the latest start marker (node id, or "" if lost with a dead actor); return news."""
-        if marker is None or marker == self.lost_node:
-            return None  # no marker yet, or the lost attempt's own
-        if marker == "":
-            # The context actor was replaced and the marker went with it: assume the task
-            # runs (a wrong schedule timeout would kill a healthy step), node unknown.
-            if self.ever_started:
-                return None
-            self.waiting_since, self.ever_started = None, True
-            return ""
-        if self.waiting_since is None and marker == self.node:
-            return None
-        self.node, self.waiting_since, self.ever_started = marker, None, True
-        return marker
-
-    def node_lost(self, now: float) -> bool:
-        """Every second while running: has the node under the attempt died? Then wait for a retry."""
-        if self.waiting_since is not None or not self.node or now < self._next_check:
-            return False
-        self._next_check = now + self._LIVENESS_EVERY_S
-        if any(n["NodeID"] == self.node and n["Alive"] for n in ray.nodes()):
-            return False
-        self.lost_node, self.node, self.waiting_since = self.node, None, now
-        return True
-
-    def waiting_too_long(self, now: float, limit_s: float) -> bool:
-        return self.waiting_since is not None and now - self.waiting_since > limit_s
-
-
-def _describe_request(resources: StepResources) -> str:
-    asked = {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus, **resources.resources}
-    if resources.memory:
-        asked["memory"] = resources.memory
-    if resources.accelerator_type:
-        asked["accelerator_type"] = resources.accelerator_type
-    return ", ".join(f"{k}={v}" for k, v in asked.items() if v)
