@@ -130,9 +130,12 @@ class RecordsActorNode(BaseStep[PlacedContext]):
         return StepResources(num_cpus=0.5, resources={"node_a": 0.5})
 
     def execute(self, ctx: PlacedContext) -> StepResult:
-        for actor in ray._private.state.actors().values():
-            if actor["Name"].startswith("synapse-steps-run-") and actor["State"] == "ALIVE":
-                ctx.trail.append(("actor", actor["Name"], actor["Address"]["NodeID"]))
+        deadline = time.monotonic() + 30  # the actor starts asynchronously, maybe after this step
+        while not ctx.trail and time.monotonic() < deadline:
+            for actor in ray._private.state.actors().values():
+                if actor["Name"].startswith("synapse-steps-run-") and actor["State"] == "ALIVE":
+                    ctx.trail.append(("actor", actor["Name"], actor["Address"]["NodeID"]))
+            time.sleep(0.1)
         return StepResult()
 
 
