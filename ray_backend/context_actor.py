@@ -46,6 +46,3 @@ class RunState:
         """Start markers so far, and every undelivered event in send order."""
         batches, self._batches = self._batches, []
         return dict(self._started), [event for _, events in batches for event in events]
-
-    def ping(self) -> bool:
-        return True

@@ -69,9 +69,6 @@ class ContextTransport:
         self.version += 1
         self.committed = resolved
 
-    def stored_names(self) -> list[str]:
-        return list(self._stored)
-
     def _remember(self, name: str, value: Any, stored: StoredField) -> StoredField:
         self._stored[name] = (value, stored)
         return stored

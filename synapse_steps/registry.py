@@ -59,9 +59,6 @@ class StepRegistry(Generic[C]):
     def __bool__(self) -> bool:
         return bool(self._steps)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(list(self._steps))
-
     def __contains__(self, name: object) -> bool:
         return any(s.name == name for s in self._steps)
 
