@@ -42,6 +42,10 @@ class StepOptions(BaseModel):
     accelerator_type: str | None = Field(None, description="Ray accelerator type, e.g. 'A100'.")
     max_retries: int | None = Field(None, ge=-1, description="Re-runs after a worker crash; 0 by default.")
     timeout_s: float | None = Field(None, gt=0, description="Wall-clock limit for the step, queueing included.")
+    rollback_timeout_s: float | None = Field(
+        None, gt=0, description="Wall-clock limit for the step's rollback (default 300 s), separate from timeout_s."
+    )
+    rollback_retries: int | None = Field(None, ge=0, description="Re-runs of a rollback that raised or crashed; 0 by default.")
 
     def as_overrides(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
@@ -65,6 +69,9 @@ class RaySettings(BaseModel):
     )
     progress_interval_s: float = Field(0.1, gt=0, le=5, description="How often the driver reads worker progress.")
     connect_timeout_s: float = Field(5.0, gt=0, description="Fail fast when the cluster address does not answer.")
+    actor_timeout_s: float = Field(
+        10.0, gt=0, description="A context actor that does not answer within this many seconds is replaced."
+    )
 
 
 class ExecutorConfig(BaseSettings):
@@ -184,7 +191,7 @@ def build_executor(config: ExecutorConfig, step_names: list[str]) -> StepExecuto
     if config.executor == "local":
         from synapse_steps.local_executor import LocalExecutor
 
-        return LocalExecutor()
+        return LocalExecutor(config)
     try:
         from ray_backend import RayExecutor
     except ImportError as exc:
