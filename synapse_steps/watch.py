@@ -83,10 +83,18 @@ class RunWatcher:
             )
 
     def sync(self) -> None:
-        for record in self._orchestrator().records:
-            state = (record.status, record.rollback)
-            if record.status != "pending" and self._seen.get(record.name) != state:
-                self._seen[record.name] = state
+        """Report what changed since the last call: statuses in step order, then rollbacks
+        last first (the order they ran in), each as its own entry."""
+        records = self._orchestrator().records
+        for record in records:
+            status, rollback = self._seen.get(record.name, ("pending", None))
+            if record.status != status:
+                self._seen[record.name] = (record.status, rollback)
+                self.reporter.step({**self.entry(record), "rollback": rollback})
+        for record in reversed(records):
+            status, rollback = self._seen.get(record.name, ("pending", None))
+            if record.rollback != rollback:
+                self._seen[record.name] = (status, record.rollback)
                 self.reporter.step(self.entry(record))
 
     def entry(self, record: StepRecord) -> dict[str, Any]:

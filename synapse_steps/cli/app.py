@@ -20,6 +20,7 @@ import click
 from click.shell_completion import get_completion_class
 
 from synapse_steps import __version__
+from synapse_steps.cli.interrupt import EXIT_INTERRUPTED
 from synapse_steps.cli.params import META_KEY, PANEL, model_options
 from synapse_steps.cli.request import Request
 from synapse_steps.cli.target import TARGET_FORMS, CliError, load_action_class
@@ -199,7 +200,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # would print their warnings a second time, across the live view.
     logging.getLogger("synapse_steps").addHandler(logging.NullHandler())
     try:
-        app.main(args=list(argv) if argv is not None else None, prog_name=PROG)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return 0
+        code = app.main(args=list(argv) if argv is not None else None, prog_name=PROG, standalone_mode=False)
+    except (click.Abort, KeyboardInterrupt):  # Ctrl-C while the arguments (and TARGET) were loading
+        click.echo("interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except click.ClickException as exc:  # usage errors: exit status 2
+        exc.show()
+        return exc.exit_code
+    except SystemExit as exc:  # shell completion ends this way
+        return exc.code if isinstance(exc.code, int) else 0
+    return code if isinstance(code, int) else 0
