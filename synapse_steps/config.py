@@ -108,7 +108,9 @@ class ExecutorConfig(BaseSettings):
         """Built-in defaults < config ``defaults`` < what the step declares < ``steps[name]``."""
         declared = step.resources
         builtin = StepResources()
-        own = {k: getattr(declared, k) for k in builtin.__dataclass_fields__ if getattr(declared, k) != getattr(builtin, k)}
+        own = {
+            k: getattr(declared, k) for k in builtin.__dataclass_fields__ if getattr(declared, k) != getattr(builtin, k)
+        }
         resolved = builtin.merged(self.defaults.as_overrides()).merged(own)
         override = self.steps.get(step.name)
         return resolved.merged(override.as_overrides()) if override else resolved
@@ -186,7 +188,7 @@ def _reject_unknown_env_vars() -> None:
     known = set(ExecutorConfig.model_fields)
     for name in os.environ:
         if name.upper().startswith(prefix):
-            field = name[len(prefix):].lower().split("__", 1)[0]
+            field = name[len(prefix) :].lower().split("__", 1)[0]
             if field not in known:
                 raise ConfigError(
                     f"environment variable {name} names no config field; known: "

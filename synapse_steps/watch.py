@@ -79,7 +79,14 @@ class RunWatcher:
             self.reporter.runtime_event({"event": "message", **common, "level": event.level, "message": message})
         else:
             self.reporter.runtime_event(
-                {"event": "log", **common, "name": event.name, "level": event.level, "data": event.data, "file": event.file}
+                {
+                    "event": "log",
+                    **common,
+                    "name": event.name,
+                    "level": event.level,
+                    "data": event.data,
+                    "file": event.file,
+                }
             )
 
     def sync(self) -> None:

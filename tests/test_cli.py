@@ -32,6 +32,7 @@ def _installed() -> bool:
         return False
     return True
 
+
 # A small action written to a file, so the tests also cover ``path/to/file.py:Class`` targets.
 # The first step writes to file descriptor 1 and prints, as Ray and chatty libraries do.
 ACTION_SOURCE = textwrap.dedent(
@@ -527,7 +528,11 @@ def test_plain_progress_lines_follow_the_10_percent_rule(upload_args):
 
 @pytest.fixture
 def upload_args(tmp_path: Path) -> list[str]:
-    return [f"{ROOT / 'examples' / 'upload' / 'action.py'}:DirectoryUploadAction", "--destination", str(tmp_path / "up")]
+    return [
+        f"{ROOT / 'examples' / 'upload' / 'action.py'}:DirectoryUploadAction",
+        "--destination",
+        str(tmp_path / "up"),
+    ]
 
 
 def test_json_events_carry_timestamp_run_id_and_step(small_action):
@@ -584,7 +589,7 @@ def test_ctrl_c_while_ray_starts_exits_130_within_2_s(tmp_path):
         assert proc.poll() is None
         proc.send_signal(signal.SIGINT)
         sent = time.monotonic()
-        out, err = proc.communicate(timeout=30)
+        _, err = proc.communicate(timeout=30)
         elapsed = time.monotonic() - sent
     finally:
         if proc.poll() is None:

@@ -72,7 +72,9 @@ SCRIPT = textwrap.dedent(
 def test_run_with_show_progress_prints_timestamped_lines_outside_a_terminal(tmp_path):
     script = tmp_path / "script.py"
     script.write_text(SCRIPT.format(upload_dir=str(ROOT / "examples" / "upload"), dest=str(tmp_path / "up")))
-    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
     for line in ("step 1 of 3: collect started", "step 3 of 3: verify succeeded in", "run succeeded at 100%"):

@@ -74,7 +74,8 @@ def word_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
 
 @pytest.mark.timeout(120)
 def test_write_your_own_action_runs_from_python_on_both_executors(word_count, tmp_path, ray_session, capsys):
-    exec(compile(word_count, "README.md (Write your own action)", "exec"), {"__name__": "readme_example"})
+    code = compile(word_count, "README.md (Write your own action)", "exec")
+    exec(code, {"__name__": "readme_example"})  # noqa: S102 - the README's own code, as written
     out = capsys.readouterr().out
     assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ step 3 of 3: write succeeded", out, re.M), out
     assert "write " in out.splitlines()[-1] and "No such file or directory" in out.splitlines()[-1]
@@ -100,6 +101,7 @@ def test_write_your_own_action_runs_from_the_command_line(word_count, tmp_path):
             capture_output=True,
             text=True,
             timeout=180,
+            check=False,
         )
         assert proc.returncode == expected, f"{line}\n{proc.stdout}\n{proc.stderr}"
         outputs.append(proc)

@@ -23,7 +23,7 @@ from synapse_steps import __version__
 from synapse_steps.cli.interrupt import EXIT_INTERRUPTED
 from synapse_steps.cli.params import META_KEY, PANEL, model_options
 from synapse_steps.cli.request import Request
-from synapse_steps.cli.target import TARGET_FORMS, CliError, load_action_class
+from synapse_steps.cli.target import CliError, load_action_class
 
 PROG = "synapse-steps"
 _LOADED = "synapse_steps.target"  # ctx.meta: (target, action class or None, CliError or None)
@@ -149,9 +149,7 @@ def app() -> None:
 
 @app.command(cls=ActionCommand, epilog=EXIT_STATUS)
 @_common_options
-@click.option(
-    "--json", "json_output", is_flag=True, help="JSON lines on stdout (each with timestamp, run_id, step)."
-)
+@click.option("--json", "json_output", is_flag=True, help="JSON lines on stdout (each with timestamp, run_id, step).")
 @click.option(
     "--progress-every",
     "progress_every_s",

@@ -54,7 +54,8 @@ class StartupInterrupt:
     def _watch(self, reader: socket.socket) -> None:
         with reader:
             while data := reader.recv(64):
-                if signal.SIGINT in data and self._steps_started() == 0:
-                    if not self._done.wait(self._grace_s) and self._steps_started() == 0:
-                        self._on_abort()
-                        os._exit(EXIT_INTERRUPTED)
+                if signal.SIGINT not in data or self._steps_started() > 0:
+                    continue
+                if not self._done.wait(self._grace_s) and self._steps_started() == 0:
+                    self._on_abort()
+                    os._exit(EXIT_INTERRUPTED)

@@ -32,9 +32,7 @@ def exit_code_of(exc: BaseException | None) -> int:
 
 def run_command(request: Request) -> int:
     """Run the action and report it; returns the exit status (0, 1, 2 or 130)."""
-    reporter: Reporter = (
-        JsonReporter(claim_stdout()) if request.json else view_for_stdout(request.progress_every_s)
-    )
+    reporter: Reporter = JsonReporter(claim_stdout()) if request.json else view_for_stdout(request.progress_every_s)
     watcher = RunWatcher(reporter)
     guard = StartupInterrupt(lambda: watcher.steps_started, lambda: _abort(reporter))
     try:
@@ -84,5 +82,3 @@ def _abort(reporter: Reporter) -> None:
     sys.stdout.flush()
     sys.stderr.write(f"✗ {message}\n")
     sys.stderr.flush()
-
-

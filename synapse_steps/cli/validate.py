@@ -171,7 +171,12 @@ def _print_text(v: Validation, out: TextIO) -> None:
         for s in v.steps:
             timeout = "-" if s["timeout_s"] is None else f"{s['timeout_s']:g}"
             table.add_row(
-                s["name"], f"{s['weight']:g}", f"{s['num_cpus']:g}", f"{s['num_gpus']:g}", str(s["max_retries"]), timeout
+                s["name"],
+                f"{s['weight']:g}",
+                f"{s['num_cpus']:g}",
+                f"{s['num_gpus']:g}",
+                str(s["max_retries"]),
+                timeout,
             )
         console.print(table)
     if v.valid:
