@@ -20,7 +20,7 @@ import click
 from click.shell_completion import get_completion_class
 
 from synapse_steps import __version__
-from synapse_steps.cli.interrupt import EXIT_INTERRUPTED
+from synapse_steps.cli.interrupt import EXIT_INTERRUPTED, exit_now
 from synapse_steps.cli.params import META_KEY, PANEL, model_options
 from synapse_steps.cli.request import Request
 from synapse_steps.cli.target import CliError, load_action_class
@@ -168,7 +168,10 @@ def run(ctx: click.Context, target: str, json_output: bool, **options: Any) -> N
     """
     from synapse_steps.cli.run import run_command
 
-    ctx.exit(run_command(_request(ctx, target, json=json_output, **options)))
+    code = run_command(_request(ctx, target, json=json_output, **options))
+    if code == EXIT_INTERRUPTED:
+        exit_now(code)  # the run has unwound: nothing is left that Ctrl-C should wait for
+    ctx.exit(code)
 
 
 @app.command(cls=ActionCommand)
