@@ -196,7 +196,11 @@ def completion(shell: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``synapse-steps`` console script; returns the exit status."""
+    """Entry point of the ``synapse-steps`` console script; returns the exit status.
+
+    An interrupted ``run`` does not return: once its steps are rolled back the process
+    exits 130 at once (``exit_now``), taking the local Ray it started with it.
+    """
     # The CLI shows the steps' events itself; without this, Python's last-resort handler
     # would print their warnings a second time, across the live view.
     logging.getLogger("synapse_steps").addHandler(logging.NullHandler())

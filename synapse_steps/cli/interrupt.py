@@ -6,8 +6,9 @@ handler does write each signal number to the wakeup fd at once, so a thread watc
 fd sees the Ctrl-C at once; if the run has still not unwound ``grace_s`` later and no step
 has started (nothing to roll back), the command restores the terminal and exits 130.
 The processes the command started (a local Ray's raylet, GCS and agents) are killed
-first, so none outlives it. After an interrupted run has unwound (steps rolled back),
-``exit_now`` likewise skips the seconds ``ray.shutdown`` would take at interpreter exit. Once a step has started, Ctrl-C keeps its meaning: stop, roll back, exit 130.
+first, so none outlives it. Once a step has started, Ctrl-C keeps its meaning: stop,
+roll back, exit 130; after that unwinding, ``exit_now`` likewise skips the seconds
+``ray.shutdown`` would take at interpreter exit.
 """
 
 from __future__ import annotations
