@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import pty
 import re
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -19,14 +21,19 @@ UPLOAD = f"{ROOT / 'examples' / 'upload' / 'action.py'}:DirectoryUploadAction"
 pytestmark = pytest.mark.timeout(120)
 
 
-def run_in_terminal(args: list[str], cwd: Path) -> tuple[int, str]:
-    """Run ``args`` with stdout and stderr on a pseudo-terminal; return (exit status, everything shown)."""
+def run_in_terminal(args: list[str], cwd: Path, interrupt_at: str | None = None) -> tuple[int, str]:
+    """Run ``args`` with stdout and stderr on a pseudo-terminal; return (exit status, everything shown).
+
+    With ``interrupt_at``, send a real SIGINT once that text has been shown, and require
+    the process to end within 2 s of it.
+    """
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SYNAPSE_STEPS_")}
     environment.update(COLUMNS="120", TERM="xterm")
     controller, terminal = pty.openpty()
     proc = subprocess.Popen(args, cwd=cwd, env=environment, stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal)
     os.close(terminal)
     chunks = []
+    sent = None
     while True:
         try:
             chunk = os.read(controller, 65536)
@@ -35,8 +42,15 @@ def run_in_terminal(args: list[str], cwd: Path) -> tuple[int, str]:
         if not chunk:
             break
         chunks.append(chunk)
+        if interrupt_at and sent is None and interrupt_at in plain(b"".join(chunks).decode("utf-8", "replace")):
+            proc.send_signal(signal.SIGINT)
+            sent = time.monotonic()
     os.close(controller)
-    return proc.wait(timeout=60), b"".join(chunks).decode("utf-8", "replace")
+    code = proc.wait(timeout=60)
+    if interrupt_at:
+        assert sent is not None, "never saw " + interrupt_at
+        assert time.monotonic() - sent < 2.0
+    return code, b"".join(chunks).decode("utf-8", "replace")
 
 
 def plain(screen: str) -> str:
@@ -55,6 +69,22 @@ def test_the_live_bar_shows_the_step_counter_in_step_progress_and_eta(tmp_path):
     assert re.search(r"eta \d:\d\d:\d\d", text)  # rich's time remaining
     assert "✓ done" in text and "✓ succeeded: 3/3 steps" in text
     assert "\x1b[?25h" in screen  # the cursor is shown again at the end
+
+
+def test_ctrl_c_in_a_step_rolls_back_exits_130_and_restores_the_terminal(tmp_path):
+    code, screen = run_in_terminal(
+        [sys.executable, "-m", "synapse_steps.cli", "run", UPLOAD, "--destination", str(tmp_path / "up"),
+         "--delay-s", "0.5"],
+        cwd=tmp_path,
+        interrupt_at="step 2 of 3: upload 2/4",
+    )  # fmt: skip
+    text = plain(screen)
+    assert code == 130, text
+    assert "✗ run failed: interrupted (Ctrl-C); executed steps were rolled back" in text
+    assert "rolled back (last first): upload, collect" in text
+    assert "Traceback" not in text
+    assert screen.rfind("\x1b[?25h") > screen.rfind("\x1b[?25l")  # the cursor is back
+    assert not any((tmp_path / "up").rglob("*.*"))  # the uploaded files were deleted
 
 
 SCRIPT = textwrap.dedent(
