@@ -13,7 +13,9 @@ from synapse_steps.result import StepResult
 from synapse_steps.step import BaseStep
 
 
-def run_execute(step: BaseStep, ctx: BaseStepContext, reraise: tuple[type[BaseException], ...] = ()) -> StepResult:
+def run_execute(
+    step: BaseStep, ctx: BaseStepContext, reraise: tuple[type[BaseException], ...] = ()
+) -> StepResult:
     """Run ``step.execute``; an exception or a wrong return type becomes a failed result.
 
     Exceptions matching ``reraise`` propagate instead, so an executor that retries

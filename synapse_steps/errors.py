@@ -1,12 +1,12 @@
 """Every error the library raises, rooted in one base so callers can catch them all.
 
-StepsError
-├── StepFailedError (RuntimeError)   a run failed; rollback already happened
-├── StepDefinitionError (ValueError)  bad registry: duplicate/empty name, bad weights
-│   └── UnknownStepError              insert/override names a step not registered
-├── ConfigError (ValueError)          executor configuration rejected at load
-├── ContextNotSerializableError (TypeError)  a context field or step cannot be pickled
-└── ExecutorUnavailableError (ImportError)   the Ray extra is not installed
+    StepsError
+    ├── StepFailedError (RuntimeError)   a run failed; rollback already happened
+    ├── StepDefinitionError (ValueError)  bad registry: duplicate/empty name, bad weights
+    │   └── UnknownStepError              insert/override names a step not registered
+    ├── ConfigError (ValueError)          executor configuration rejected at load
+    ├── ContextNotSerializableError (TypeError)  a context field or step cannot be pickled
+    └── ExecutorUnavailableError (ImportError)   the Ray extra is not installed
 """
 
 from __future__ import annotations

@@ -20,7 +20,9 @@ def validate_weights(steps: Sequence[BaseStep]) -> list[float]:
         if isinstance(weight, bool) or not isinstance(weight, (int, float)):
             raise StepDefinitionError(f"step '{step.name}' has progress_weight {weight!r}; it must be a number")
         if not math.isfinite(weight) or weight < 0:
-            raise StepDefinitionError(f"step '{step.name}' has progress_weight {weight!r}; it must be finite and >= 0")
+            raise StepDefinitionError(
+                f"step '{step.name}' has progress_weight {weight!r}; it must be finite and >= 0"
+            )
         weights.append(float(weight))
     if steps and sum(weights) <= 0:
         names = ", ".join(s.name for s in steps)
