@@ -173,7 +173,8 @@ def watch_run(
     code_of = exit_code_of or (lambda exc: 0 if exc is None else 1)
     reporter.start(start_info(action, orchestrator, target))
     context = orchestrator.context
-    unsubscribe = context.runtime_ctx.subscribe(watcher.on_event)
+    subscribe = getattr(context.runtime_ctx, "subscribe", None)  # a custom runtime may not offer it
+    unsubscribe = subscribe(watcher.on_event) if subscribe is not None else (lambda: None)
     started = time.monotonic()
     outcome: dict[str, Any] = {"failed_step": None, "error": None, "rollback_errors": [], "traceback": None}
     failure: BaseException | None = None
