@@ -20,6 +20,7 @@ from typing import Any
 
 import click
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_jsonable_python
 from pydantic.fields import FieldInfo
 
 from synapse_steps.cli.target import CliError
@@ -60,8 +61,12 @@ def _remember(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 
 def _default_text(info: FieldInfo) -> str:
-    default = info.get_default(call_default_factory=True)
-    return json.dumps(default) if not isinstance(default, str) else default
+    try:
+        default = info.get_default(call_default_factory=True)
+    except TypeError:  # a default_factory that needs the other fields' values
+        return "computed"
+    value = to_jsonable_python(default, fallback=repr)
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def type_label(annotation: Any) -> str:
@@ -124,7 +129,10 @@ def _set(model: type[BaseModel], params: dict[str, Any], path: list[str], raw: s
         try:
             node[path[-1]] = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise CliError(f"param {path[0]!r} takes JSON ({type_label(info.annotation)}): {exc} in {raw!r}") from None
+            if str not in typing.get_args(info.annotation):  # ``str | list[str]`` keeps plain text
+                label = type_label(info.annotation)
+                raise CliError(f"param {path[0]!r} takes JSON ({label}): {exc} in {raw!r}") from None
+            node[path[-1]] = raw
     else:
         node[path[-1]] = raw
 
