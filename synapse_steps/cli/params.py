@@ -95,6 +95,10 @@ def _wants_json(annotation: Any) -> bool:
     return isinstance(kind, type) and (issubclass(kind, (BaseModel, Mapping)) or kind in (list, set, frozenset, tuple))
 
 
+def _union_with_str(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType) and str in typing.get_args(annotation)
+
+
 def collect_params(
     model: type[BaseModel], params_file: str | None, items: Sequence[str], options: Mapping[str, str]
 ) -> dict[str, Any]:
@@ -129,7 +133,7 @@ def _set(model: type[BaseModel], params: dict[str, Any], path: list[str], raw: s
         try:
             node[path[-1]] = json.loads(raw)
         except json.JSONDecodeError as exc:
-            if str not in typing.get_args(info.annotation):  # ``str | list[str]`` keeps plain text
+            if not _union_with_str(info.annotation):  # ``str | list[str]`` keeps plain text
                 label = type_label(info.annotation)
                 raise CliError(f"param {path[0]!r} takes JSON ({label}): {exc} in {raw!r}") from None
             node[path[-1]] = raw
