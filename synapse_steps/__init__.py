@@ -28,6 +28,8 @@ from synapse_steps.result import StepResult
 from synapse_steps.runtime import RuntimeContext, RuntimeEvent
 from synapse_steps.step import BaseStep
 
+__version__ = "0.1.0"
+
 # A library stays silent unless the application configures logging.
 logging.getLogger("synapse_steps").addHandler(logging.NullHandler())
 
