@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from synapse_steps.errors import StepFailedError
+from synapse_steps.errors import RollbackIncompleteError, StepFailedError
 from synapse_steps.runtime import RuntimeEvent
 
 if TYPE_CHECKING:
@@ -188,7 +188,11 @@ def watch_run(
         )
     except KeyboardInterrupt as exc:
         failure = exc
-        outcome.update(error=f"interrupted ({str(exc) or 'Ctrl-C'}); executed steps were rolled back")
+        outcome.update(error=f"interrupted ({str(exc) or 'Ctrl-C'})")
+    except RollbackIncompleteError as exc:
+        failure = exc
+        cause = exc.cause
+        outcome.update(error=str(exc), failed_step=cause.step_name if isinstance(cause, StepFailedError) else None)
     except Exception as exc:  # noqa: BLE001 - reported like any failure, then re-raised
         failure = exc
         outcome.update(error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
@@ -206,6 +210,10 @@ def watch_run(
         "duration_s": round(time.monotonic() - started, 3),
         **outcome,
         "rolled_back": [r.name for r in reversed(records) if r.rollback in ("done", "failed")],
+        "rollback_errors": [
+            f"Rollback failed for step '{r.name}': {r.rollback_error}" for r in reversed(records) if r.rollback == "failed"
+        ],
+        "not_rolled_back": [r.name for r in reversed(records) if r.rollback == "not run"],
         "steps": [watcher.entry(r) for r in records],
         "metrics": {str(k): v for k, v in context.runtime_ctx.metrics.items()},
     }

@@ -80,7 +80,8 @@ def test_ctrl_c_in_a_step_rolls_back_exits_130_and_restores_the_terminal(tmp_pat
     )  # fmt: skip
     text = plain(screen)
     assert code == 130, text
-    assert "✗ run failed: interrupted (Ctrl-C); executed steps were rolled back" in text
+    assert "✗ run failed: interrupted (received signal SIGINT)" in text
+    assert "rolled back (last first): upload, collect" in text
     assert "rolled back (last first): upload, collect" in text
     assert "Traceback" not in text
     assert screen.rfind("\x1b[?25h") > screen.rfind("\x1b[?25l")  # the cursor is back

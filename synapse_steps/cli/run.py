@@ -9,18 +9,21 @@ from synapse_steps.cli.interrupt import EXIT_INTERRUPTED, StartupInterrupt
 from synapse_steps.cli.report_json import JsonReporter, claim_stdout
 from synapse_steps.cli.request import Request, make_action
 from synapse_steps.display import LiveView, view_for_stdout
-from synapse_steps.errors import StepFailedError, StepsError
+from synapse_steps.errors import RollbackIncompleteError, StepFailedError, StepsError
 from synapse_steps.watch import Reporter, RunWatcher, watch_run
 
 # Exit statuses of ``synapse-steps run`` (also documented in the README).
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ROLLBACK_INCOMPLETE = 0, 1, 2, 3
 
 
 def exit_code_of(exc: BaseException | None) -> int:
     """0 success; 1 a step failed (rolled back) or the run broke; 2 the run could not start
-    (a ``StepsError`` such as an unreachable Ray address); 130 interrupted."""
+    (a ``StepsError`` such as an unreachable Ray address); 3 the rollback was abandoned
+    (a third signal) and some steps were not undone; 130 interrupted."""
     if exc is None:
         return EXIT_OK
+    if isinstance(exc, RollbackIncompleteError):
+        return EXIT_ROLLBACK_INCOMPLETE
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
     if isinstance(exc, StepFailedError):

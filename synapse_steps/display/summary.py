@@ -56,3 +56,8 @@ def print_summary(
     console.print(f"  rolled back (last first): {', '.join(rolled) if rolled else 'nothing'}", highlight=False)
     problems = summary["rollback_errors"]
     console.print(f"  rollback errors: {'; '.join(problems) if problems else 'none'}", highlight=False, markup=False)
+    left = summary.get("not_rolled_back") or []
+    if left:
+        console.print(
+            Text(f"  NOT undone (rollback abandoned): {', '.join(left)}", style="bold red"), highlight=False
+        )
