@@ -31,7 +31,9 @@ def prune(engine: Engine, url: URL, store: BlobStore, cutoff: float) -> list[str
     if engine.dialect.name == "sqlite":
         raw = engine.raw_connection()
         try:
-            raw.driver_connection.execute("VACUUM")  # autocommit connection (see engine.py): outside any transaction
+            cursor = raw.cursor()
+            cursor.execute("VACUUM")  # autocommit connection (see engine.py), so outside any transaction
+            cursor.close()
         finally:
             raw.close()
     return ids
