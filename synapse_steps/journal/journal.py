@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from synapse_steps.errors import JournalError
 from synapse_steps.journal import engine as engines
@@ -195,10 +195,12 @@ class Journal:
             )
             if swapped.rowcount != 1:
                 winner = queries.summary(queries.run_row(conn, run_id), now).owner
-                raise JournalError(
-                    f"run {run_id!r} was taken over first by {winner.host} pid {winner.pid}"
-                )
-        return RunJournal(self._engine, self._url, self._store, run_id, epoch=epoch + 1)
+                raise JournalError(f"run {run_id!r} was taken over first by {winner.host} pid {winner.pid}")
+            a, c = schema.step_attempts, schema.context_commits
+            counted = select(a.c.step, func.max(a.c.attempt)).where(a.c.run_id == run_id).group_by(a.c.step)
+            attempts = {step: int(n) for step, n in conn.execute(counted)}
+            last_seq = conn.execute(select(func.coalesce(func.max(c.c.seq), 0)).where(c.c.run_id == run_id)).scalar_one()
+        return RunJournal(self._engine, self._url, self._store, run_id, epoch + 1, attempts, int(last_seq))
 
     # -- history -------------------------------------------------------------------------
 

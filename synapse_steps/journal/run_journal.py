@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import URL, Connection, Engine
 
 from synapse_steps.errors import JournalError
@@ -26,6 +26,19 @@ from synapse_steps.journal.records import FINAL_ROLLBACK, ErrorInfo, RollbackSta
 
 PROGRESS_INTERVAL_S = 1.0
 T = TypeVar("T")
+
+# Built once: a step costs three transactions, and building statements would cost more than running them.
+_runs, _attempts, _commits = schema.runs, schema.step_attempts, schema.context_commits
+_FENCE = (
+    update(_runs)
+    .where(_runs.c.run_id == bindparam("b_run"), _runs.c.owner_epoch == bindparam("b_epoch"))
+    .values(updated_at=bindparam("b_now"), heartbeat_at=bindparam("b_now"))
+)
+_INSERT_ATTEMPT = insert(_attempts)
+_UPDATE_ATTEMPT = update(_attempts).where(
+    _attempts.c.run_id == bindparam("b_run"), _attempts.c.step == bindparam("b_step"), _attempts.c.attempt == bindparam("b_attempt")
+)
+_INSERT_COMMIT = insert(_commits)
 
 
 def _json_safe(value: Mapping[str, Any]) -> Any:
@@ -46,12 +59,24 @@ class RunJournal:
     write is its own transaction); the progress throttle is per instance.
     """
 
-    def __init__(self, engine: Engine, url: URL, store: BlobStore, run_id: str, epoch: int) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        url: URL,
+        store: BlobStore,
+        run_id: str,
+        epoch: int,
+        attempts: Mapping[str, int] | None = None,
+        last_seq: int = 0,
+    ) -> None:
         self._engine = writer(engine)
         self._url = url
         self._store = store
         self.run_id = run_id
         self.epoch = epoch  # the owner epoch this driver holds
+        # Only the owner writes (every write is fenced), so it can count attempts and commits itself.
+        self._attempts: dict[str, int] = dict(attempts or {})
+        self._last_seq = last_seq
         self._lock = threading.Lock()
         self._progress_written_at = 0.0
         self._pending_progress: tuple[float, str | None] | None = None
@@ -64,12 +89,7 @@ class RunJournal:
             raise JournalError(f"run {self.run_id!r} is already finished in the journal; {doing} refused")
         now = time.time()
         with database_errors(self._url, doing), self._engine.begin() as conn:
-            runs = schema.runs
-            fenced = conn.execute(
-                update(runs)
-                .where(runs.c.run_id == self.run_id, runs.c.owner_epoch == self.epoch)
-                .values(updated_at=now, heartbeat_at=now)
-            )
+            fenced = conn.execute(_FENCE, {"b_run": self.run_id, "b_epoch": self.epoch, "b_now": now})
             if fenced.rowcount != 1:
                 raise self._lost(conn)
             return body(conn, now)
@@ -92,27 +112,26 @@ class RunJournal:
         Call *before* dispatching it. Returns the attempt number (1 for a first run; a
         resumed run re-runs the in-flight step as the next attempt).
         """
-        a = schema.step_attempts
+        attempt = self._attempts.get(step, 0) + 1
 
         def body(conn: Connection, now: float) -> int:
-            last = conn.execute(
-                select(func.coalesce(func.max(a.c.attempt), 0)).where(a.c.run_id == self.run_id, a.c.step == step)
-            ).scalar_one()
-            attempt = int(last) + 1
             conn.execute(
-                insert(a).values(
-                    run_id=self.run_id,
-                    step=step,
-                    step_order=order,
-                    attempt=attempt,
-                    status=StepStatus.STARTED.value,
-                    node=node,
-                    started_at=now,
-                )
+                _INSERT_ATTEMPT,
+                {
+                    "run_id": self.run_id,
+                    "step": step,
+                    "step_order": order,
+                    "attempt": attempt,
+                    "status": StepStatus.STARTED.value,
+                    "node": node,
+                    "started_at": now,
+                },
             )
             return attempt
 
-        return self._write(f"recording the start of step {step!r}", body)
+        self._write(f"recording the start of step {step!r}", body)
+        self._attempts[step] = attempt
+        return attempt
 
     def step_finished(
         self,
@@ -131,19 +150,15 @@ class RunJournal:
         """
         if status is StepStatus.STARTED:
             raise ValueError("step_finished needs an outcome: SUCCEEDED, FAILED or SKIPPED")
-        a = schema.step_attempts
         values: dict[str, Any] = {"status": status.value, **_error_columns(error)}
+        values.update(b_run=self.run_id, b_step=step, b_attempt=attempt)
         if result is not None:
             values["result"] = _json_safe(result)
         if node is not None:
             values["node"] = node
 
         def body(conn: Connection, now: float) -> None:
-            done = conn.execute(
-                update(a)
-                .where(a.c.run_id == self.run_id, a.c.step == step, a.c.attempt == attempt)
-                .values(finished_at=now, **values)
-            )
+            done = conn.execute(_UPDATE_ATTEMPT, {**values, "finished_at": now})
             if done.rowcount != 1:
                 raise JournalError(f"run {self.run_id!r} has no attempt {attempt} of step {step!r}")
             self._flush_progress(conn, now)
@@ -160,27 +175,19 @@ class RunJournal:
         ``ContextNotSerializableError`` naming a field that cannot be pickled.
         """
         data, digests = snapshot.encode(fields, self._store)
-        c, a = schema.context_commits, schema.step_attempts
+        seq = self._last_seq + 1
 
         def body(conn: Connection, now: float) -> int:
-            seq = int(conn.execute(select(func.coalesce(func.max(c.c.seq), 0)).where(c.c.run_id == self.run_id)).scalar_one()) + 1
-            conn.execute(
-                insert(c).values(
-                    run_id=self.run_id, seq=seq, step=step, committed_at=now, fields=list(fields), blobs=digests, snapshot=data
-                )
-            )
-            if step is not None:
-                latest = (
-                    select(func.max(a.c.attempt)).where(a.c.run_id == self.run_id, a.c.step == step).scalar_subquery()
-                )
-                conn.execute(
-                    update(a)
-                    .where(a.c.run_id == self.run_id, a.c.step == step, a.c.attempt == latest)
-                    .values(context_seq=seq)
-                )
+            row = {"run_id": self.run_id, "seq": seq, "step": step, "committed_at": now, "fields": list(fields)}
+            conn.execute(_INSERT_COMMIT, {**row, "blobs": digests, "snapshot": data})
+            if step is not None and step in self._attempts:
+                link = {"b_run": self.run_id, "b_step": step, "b_attempt": self._attempts[step], "context_seq": seq}
+                conn.execute(_UPDATE_ATTEMPT, link)
             return seq
 
-        return self._write("committing the context", body)
+        self._write("committing the context", body)
+        self._last_seq = seq
+        return seq
 
     # -- rollbacks -----------------------------------------------------------------------
 
