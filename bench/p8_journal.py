@@ -22,9 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
-from common import measure, row  # noqa: E402
+from common import measure, row
 
-from synapse_steps.journal import Journal, StepEntry, StepStatus  # noqa: E402
+from synapse_steps.journal import Journal, StepEntry, StepStatus
 
 STEPS = 100
 REGISTRY = [StepEntry(f"noop-{i}", "bench:NoOp", 1.0) for i in range(STEPS)]

@@ -66,7 +66,7 @@ def crashed_run(url: str, blobs: str) -> str:
     """Run a real driver that journals step 1, starts step 2 and is SIGKILLed; return the run id."""
     script = _CRASH.replace("REGISTRY", REGISTRY)
     done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script), url, blobs], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", textwrap.dedent(script), url, blobs], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == -signal.SIGKILL, done.stderr
     return done.stdout.strip()

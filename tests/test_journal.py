@@ -249,13 +249,13 @@ def test_keep_alive_heartbeats_from_a_thread(journal: Journal) -> None:
 
 
 def test_fingerprint_changes_with_order_class_and_weight() -> None:
-    from synapse_steps import BaseStep, StepResult
+    from synapse_steps import BaseStep, BaseStepContext, StepResult
 
-    class Load(BaseStep[object]):
+    class Load(BaseStep[BaseStepContext]):
         name = "load"
         progress_weight = 0.5
 
-        def execute(self, ctx: object) -> StepResult:
+        def execute(self, ctx: BaseStepContext) -> StepResult:
             return StepResult()
 
     (entry,) = entries_of([Load()])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Mapping
 
-import cloudpickle
+import cloudpickle  # type: ignore[import-untyped]
 
 from synapse_steps.errors import ContextNotSerializableError
 from synapse_steps.journal.blobs import BlobStore
