@@ -172,6 +172,10 @@ def test_progress_is_throttled_and_the_last_value_is_kept(journal: Journal) -> N
     assert progress is not None and (progress.overall, progress.step) == (0.5, "load")
     time.sleep(1.05)
     assert run.progress(0.6, "train") is True
+    assert run.progress(0.7, "train") is False
+    run.finish(RunStatus.SUCCEEDED)  # flushes it too
+    progress = journal.get_run(run.run_id).progress
+    assert progress is not None and (progress.overall, progress.step) == (0.7, "train")
 
 
 def test_list_runs_newest_first_with_status_and_limit(journal: Journal) -> None:
@@ -265,3 +269,31 @@ def test_fingerprint_changes_with_order_class_and_weight() -> None:
     assert fingerprint(STEPS[::-1]) != base
     assert fingerprint([StepEntry("load", "pkg.steps:Other", 0.2), *STEPS[1:]]) != base
     assert fingerprint([StepEntry("load", "pkg.steps:Load", 0.3), *STEPS[1:]]) != base
+
+
+def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
+    import re
+    import subprocess
+    import sys
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Run journal (storage)", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```python\n(.*?)```", section, re.S)
+    assert block is not None
+    out = subprocess.run([sys.executable, "-c", block.group(1)], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert out.stdout == "RunStatus.SUCCEEDED StepStatus.SUCCEEDED\n", out.stderr
+    assert (tmp_path / "runs.db").is_file()
+
+
+def test_params_that_json_cannot_hold_are_refused(journal: Journal) -> None:
+    with pytest.raises(JournalError, match=r"^run 'r2': params must be JSON-compatible to be journaled: Object of type set is not JSON serializable$"):
+        start(journal, run_id="r2", params={"tags": {"a"}})
+    assert journal.list_runs() == []
+
+
+def test_take_over_names_the_statuses_it_accepts(journal: Journal) -> None:
+    run = start(journal)
+    run.finish(RunStatus.INTERRUPTED)
+    with pytest.raises(JournalError, match=rf"^run '{run.run_id}' is interrupted, not rollback_incomplete$"):
+        journal.take_over(run.run_id, allowed={RunStatus.ROLLBACK_INCOMPLETE})
+    assert journal.take_over(run.run_id).epoch == 2  # a stored 'interrupted' is resumable by default

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Collection, Mapping, Sequence
@@ -128,6 +129,11 @@ class Journal:
         after three missed intervals.
         """
         run_id = run_id or new_run_id()
+        for what, value in (("params", params), ("executor", executor)):
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError) as exc:
+                raise JournalError(f"run {run_id!r}: {what} must be JSON-compatible to be journaled: {exc}") from None
         me, now = owners.current(), time.time()
         row = {
             "run_id": run_id,
@@ -170,7 +176,7 @@ class Journal:
         with engines.database_errors(self._url, f"reading run {run_id!r}"), self._engine.connect() as conn:
             run = queries.summary(queries.run_row(conn, run_id), time.time())
         if run.status not in allowed:
-            raise JournalError(_refusal(run))
+            raise JournalError(_refusal(run, allowed))
         return self._claim(run_id, run.owner_epoch, heartbeat_interval_s)
 
     def _claim(self, run_id: str, epoch: int, heartbeat_interval_s: float) -> RunJournal:
@@ -244,9 +250,9 @@ class Journal:
         self.close()
 
 
-def _refusal(run: RunSummary) -> str:
+def _refusal(run: RunSummary, allowed: Collection[RunStatus]) -> str:
     if run.status is RunStatus.RUNNING:
         return f"run {run.run_id!r} is still running (owner {run.owner.host} pid {run.owner.pid})"
     if run.status in FINISHED:
         return f"run {run.run_id!r} already finished ({run.status.value})"
-    return f"run {run.run_id!r} is {run.status.value}; not allowed here"
+    return f"run {run.run_id!r} is {run.status.value}, not {' or '.join(sorted(s.value for s in allowed))}"
