@@ -50,10 +50,31 @@ class Journal:
         journal.get_run(run.run_id).attempts                 # history
         journal.close()
 
-    After a crash, ``journal.list_runs(status=RunStatus.INTERRUPTED)`` finds the run and
-    ``journal.take_over(run_id)`` makes this process its owner (exactly one of several
-    concurrent callers wins); ``get_run(run_id).succeeded_steps()`` and
-    ``load_context(run_id)`` say where to resume, ``pending_rollbacks()`` what to undo.
+    Wiring into the orchestrator (all on the driver; ``run`` is the :class:`RunJournal`):
+
+    - step ``i`` about to be dispatched: ``attempt = run.step_started(name, i, node=...)``;
+      a skipped step: ``step_started`` then ``step_finished(name, attempt, StepStatus.SKIPPED)``.
+    - ``ctx.commit()`` and the end of a succeeded step: ``run.commit_context(fields, step=name)``
+      (the context's state fields, not ``runtime_ctx``).
+    - outcome: ``run.step_finished(name, attempt, SUCCEEDED | FAILED, node=..., result=data,
+      error=ErrorInfo.of(exc, traceback=text))``.
+    - rollback: ``rollback_started(name)`` then ``rollback_finished(name, DONE | FAILED, error=...)``;
+      ``StepRecord.rollback`` values "not needed" / "not run" map to
+      ``rollback_finished(name, NOT_NEEDED | NOT_RUN)`` (``RollbackStatus(value)`` does it).
+    - progress callback: ``run.progress(overall, step)`` (throttled here, call it freely);
+      while waiting on a long step: ``with run.keep_alive(interval_s): ...``.
+    - end: ``run.finish(SUCCEEDED | FAILED | INTERRUPTED | ROLLBACK_INCOMPLETE, error=str(exc))``.
+    - resume ``run_id``: ``detail = journal.get_run(run_id)``; compare ``detail.fingerprint``
+      with ``fingerprint(entries_of(registry.get_steps()))`` *before* taking over (a refusal
+      changes nothing); ``run = journal.take_over(run_id)`` (exactly one of concurrent
+      callers wins); restore ``journal.load_context(run_id)``; skip
+      ``detail.succeeded_steps()``; ``step_started`` of the in-flight step returns attempt 2.
+    - rollback after a crash: ``run = journal.take_over(run_id)``; for each step of
+      ``detail.pending_rollbacks()`` (highest order first) restore
+      ``journal.load_context(run_id, seq=detail.last_attempt(step).context_seq)`` (or the
+      latest commit when that is None), record ``rollback_started``/``rollback_finished``;
+      then ``run.finish(RunStatus.ROLLED_BACK)``.
+    - history: ``list_runs(status=..., limit=...)``, ``get_run(run_id)``, ``prune(older_than_s)``.
 
     Guarantees: every write is a committed transaction when the call returns (SQLite in
     WAL mode survives any process crash; an OS crash may drop the last writes). Each

@@ -55,8 +55,8 @@ def _error_columns(error: ErrorInfo | None) -> dict[str, str | None]:
 class RunJournal:
     """Writes the records of one run; get one from ``Journal.start_run`` or ``Journal.take_over``.
 
-    Call only from the driver. Methods are safe to call from several driver threads (each
-    write is its own transaction); the progress throttle is per instance.
+    Call only from the driver, from the thread that runs the steps; ``heartbeat`` (and
+    ``keep_alive``'s thread) may run beside it. Each write is its own transaction.
     """
 
     def __init__(
