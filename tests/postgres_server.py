@@ -61,7 +61,8 @@ class PostgresServer:
         cmd = [str(self.bin_dir / args[0]), *args[1:]]
         if self._as_root:
             cmd = ["runuser", "-u", SERVER_USER, "--", *cmd]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        # cwd: the server user may not be allowed into the caller's folder (initdb needs its cwd).
+        done = subprocess.run(cmd, cwd=self.root, capture_output=True, text=True, timeout=120, check=False)
         if done.returncode != 0:
             log = self.root / "server.log"
             tail = log.read_text()[-2000:] if log.exists() else ""
