@@ -297,3 +297,15 @@ def test_take_over_names_the_statuses_it_accepts(journal: Journal) -> None:
     with pytest.raises(JournalError, match=rf"^run '{run.run_id}' is interrupted, not rollback_incomplete$"):
         journal.take_over(run.run_id, allowed={RunStatus.ROLLBACK_INCOMPLETE})
     assert journal.take_over(run.run_id).epoch == 2  # a stored 'interrupted' is resumable by default
+
+
+def test_an_outcome_and_its_context_commit_in_one_write(journal: Journal) -> None:
+    run = start(journal)
+    a = run.step_started("load", 0)
+    assert run.step_finished("load", a, StepStatus.SUCCEEDED, result={}, context={"rows": 7}) == 1
+    b = run.step_started("train", 1)
+    assert run.step_finished("train", b, StepStatus.FAILED, error=boom()) is None
+    got = journal.get_run(run.run_id)
+    assert [(x.step, x.context_seq) for x in got.attempts] == [("load", 1), ("train", None)]
+    assert [(c.seq, c.step) for c in got.commits] == [(1, "load")]
+    assert journal.load_context(run.run_id) == {"rows": 7}

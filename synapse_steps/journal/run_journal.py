@@ -142,11 +142,14 @@ class RunJournal:
         node: str | None = None,
         result: Mapping[str, Any] | None = None,
         error: ErrorInfo | None = None,
-    ) -> None:
+        context: Mapping[str, object] | None = None,
+    ) -> int | None:
         """Record the outcome of an attempt: SUCCEEDED, FAILED (with ``error``) or SKIPPED.
 
         ``result`` is stored as JSON (values JSON cannot hold are stored as their repr);
-        ``node`` overrides the node given at start (where the step actually ran).
+        ``node`` overrides the node given at start (where the step actually ran). With
+        ``context``, the context after the step is committed in the same transaction (as
+        :meth:`commit_context`, one write instead of two) and its sequence number returned.
         """
         if status is StepStatus.STARTED:
             raise ValueError("step_finished needs an outcome: SUCCEEDED, FAILED or SKIPPED")
@@ -156,14 +159,22 @@ class RunJournal:
             values["result"] = _json_safe(result)
         if node is not None:
             values["node"] = node
+        encoded = None if context is None else snapshot.encode(context, self._store)
+        seq = None if context is None else self._last_seq + 1
 
         def body(conn: Connection, now: float) -> None:
+            if encoded is not None and context is not None:
+                self._insert_commit(conn, now, seq, step, list(context), *encoded)
+                values["context_seq"] = seq
             done = conn.execute(_UPDATE_ATTEMPT, {**values, "finished_at": now})
             if done.rowcount != 1:
                 raise JournalError(f"run {self.run_id!r} has no attempt {attempt} of step {step!r}")
             self._flush_progress(conn, now)
 
         self._write(f"recording the outcome of step {step!r}", body)
+        if seq is not None:
+            self._last_seq = seq
+        return seq
 
     def commit_context(self, fields: Mapping[str, object], *, step: str | None = None) -> int:
         """Make a context snapshot durable; returns its sequence number (1, 2, ...).
@@ -177,17 +188,21 @@ class RunJournal:
         data, digests = snapshot.encode(fields, self._store)
         seq = self._last_seq + 1
 
-        def body(conn: Connection, now: float) -> int:
-            row = {"run_id": self.run_id, "seq": seq, "step": step, "committed_at": now, "fields": list(fields)}
-            conn.execute(_INSERT_COMMIT, {**row, "blobs": digests, "snapshot": data})
+        def body(conn: Connection, now: float) -> None:
+            self._insert_commit(conn, now, seq, step, list(fields), data, digests)
             if step is not None and step in self._attempts:
                 link = {"b_run": self.run_id, "b_step": step, "b_attempt": self._attempts[step], "context_seq": seq}
                 conn.execute(_UPDATE_ATTEMPT, link)
-            return seq
 
         self._write("committing the context", body)
         self._last_seq = seq
         return seq
+
+    def _insert_commit(
+        self, conn: Connection, now: float, seq: int | None, step: str | None, fields: list[str], data: bytes, digests: list[str]
+    ) -> None:
+        row = {"run_id": self.run_id, "seq": seq, "step": step, "committed_at": now, "fields": fields}
+        conn.execute(_INSERT_COMMIT, {**row, "blobs": digests, "snapshot": data})
 
     # -- rollbacks -----------------------------------------------------------------------
 
