@@ -146,7 +146,7 @@ def main() -> None:
             share = sqlite_run.median_s / whole
             rows.append(row("P8 share", f"{sqlite_run.median_s * 1e3:.0f} ms", f"{whole * 1e3:.0f} ms", share, "≤ 0.10×",
                             share <= 0.10, f"SQLite journal writes of {STEPS} steps vs a whole {STEPS}-step no-op Ray run"))
-        except Exception as exc:  # a bench reports, it does not fail
+        except Exception as exc:  # noqa: BLE001  (a bench reports, it does not fail)
             rows.append(f"| P8 share | – | – | – | ≤ 0.10× | not run | {type(exc).__name__}: {str(exc)[:120]} |")
     server = None
     url = args.postgres

@@ -243,3 +243,38 @@ def test_fsspec_missing_names_the_extra() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert out.stdout == "blob store 's3://bucket/blobs' needs fsspec: pip install \"synapse-steps[blobs]\"\n", out.stderr
+
+
+def test_concurrent_first_opens_create_the_schema_once(journal_url: str, tmp_path: Path) -> None:  # noqa: F811
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        barrier.wait()
+        try:
+            Journal.open(journal_url, blobs=str(tmp_path)).close()
+        except BaseException as exc:  # noqa: BLE001  (collected, asserted below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert _version(journal_url) == [1]
+
+
+def test_an_unwritable_blob_store_is_a_journal_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    store = LocalBlobStore(tmp_path / "file" / "blobs")
+    with pytest.raises(JournalError, match=rf"^blob store {tmp_path}/file/blobs: cannot write: "):
+        store.put(b"x")
+
+
+def test_list_limit_zero_and_long_run_ids(tmp_path: Path) -> None:
+    with Journal.open(f"sqlite:///{tmp_path}/runs.db") as journal:
+        start(journal)
+        assert journal.list_runs(limit=0) == [] and len(journal.list_runs(limit=1)) == 1
+        with pytest.raises(JournalError, match=r"^run id 'xxxxxxxxxxxxxxxxxxxx'... is longer than 64 characters$"):
+            journal.start_run(run_id="x" * 65, target="t:T", params={}, registry=STEPS, executor={})

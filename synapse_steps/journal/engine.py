@@ -9,6 +9,8 @@ Postgres: psycopg 3 with a connect timeout, so an address that does not answer f
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -50,7 +52,8 @@ def _sqlite(parsed: URL, busy_timeout_s: float) -> Engine:
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            _switch_to_wal(cursor, busy_timeout_s)
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
@@ -60,6 +63,24 @@ def _sqlite(parsed: URL, busy_timeout_s: float) -> Engine:
         conn.exec_driver_sql(f"BEGIN {conn.get_execution_options().get(_BEGIN, 'DEFERRED')}")
 
     return engine
+
+
+def _switch_to_wal(cursor: Any, busy_timeout_s: float) -> None:
+    """Set WAL mode (persistent: once per database file).
+
+    The switch needs the database to itself, and SQLite answers "locked" at once instead of
+    waiting on the busy handler when several connections open a new file together; so
+    retry until the busy timeout.
+    """
+    deadline = time.monotonic() + busy_timeout_s
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def writer(engine: Engine) -> Engine:

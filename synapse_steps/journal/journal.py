@@ -23,6 +23,7 @@ from synapse_steps.journal.records import FINISHED, RunDetail, RunStatus, RunSum
 from synapse_steps.journal.run_journal import RunJournal
 
 HEARTBEAT_INTERVAL_S = 10.0
+MAX_RUN_ID = 64  # runs.run_id is String(64)
 RESUMABLE = frozenset({RunStatus.INTERRUPTED, RunStatus.ROLLBACK_INCOMPLETE})
 
 
@@ -150,6 +151,8 @@ class Journal:
         after three missed intervals.
         """
         run_id = run_id or new_run_id()
+        if len(run_id) > MAX_RUN_ID:
+            raise JournalError(f"run id {run_id[:20]!r}... is longer than {MAX_RUN_ID} characters")
         for what, value in (("params", params), ("executor", executor)):
             try:
                 json.dumps(value)

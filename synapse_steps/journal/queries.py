@@ -67,6 +67,8 @@ def list_runs(conn: Connection, status: RunStatus | None, limit: int | None) -> 
         query = query.where(schema.runs.c.status.in_([RunStatus.RUNNING.value, status.value]))
     elif status is not None:
         query = query.where(schema.runs.c.status == status.value)
+    if limit is not None and limit < 1:
+        return []
     now = time.time()
     found: list[RunSummary] = []
     for row in conn.execute(query):
