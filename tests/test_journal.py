@@ -309,3 +309,19 @@ def test_an_outcome_and_its_context_commit_in_one_write(journal: Journal) -> Non
     assert [(x.step, x.context_seq) for x in got.attempts] == [("load", 1), ("train", None)]
     assert [(c.seq, c.step) for c in got.commits] == [(1, "load")]
     assert journal.load_context(run.run_id) == {"rows": 7}
+
+
+def test_records_are_json_ready(journal: Journal) -> None:
+    import dataclasses
+    import json
+
+    run = start(journal)
+    a = run.step_started("load", 0, node="node-a")
+    run.step_finished("load", a, StepStatus.FAILED, error=boom(), context={"rows": 1})
+    run.rollback_finished("load", RollbackStatus.NOT_RUN)
+    shown = json.loads(json.dumps(dataclasses.asdict(journal.get_run(run.run_id))))
+    assert shown["summary"]["status"] == "running" and shown["steps"] == ["load", "train", "save"]
+    assert shown["attempts"][0]["status"] == "FAILED" and shown["attempts"][0]["error"]["type"] == "ValueError"
+    assert shown["rollbacks"] == [{"step": "load", "status": "not run", "node": None, "error": None, "started_at": None,
+                                   "finished_at": shown["rollbacks"][0]["finished_at"]}]
+    assert json.loads(json.dumps([dataclasses.asdict(r) for r in journal.list_runs()]))[0]["run_id"] == run.run_id

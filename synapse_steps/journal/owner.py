@@ -4,6 +4,8 @@ On the owner's host the answer is exact: is the process there, and is it the sam
 (a pid can be reused; on Linux the boot id and the process start time in
 ``/proc/PID/stat`` tell them apart, for the price of two small file reads). From another
 host only the heartbeat can tell: a run is presumed dead after three missed intervals.
+Heartbeats are stamped with the writer's clock, so hosts sharing a journal need clocks in
+sync (NTP) to well within an interval.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """What the journal hands back: statuses and read-only records of runs, attempts and rollbacks.
 
 Times are UNIX seconds (UTC, ``time.time()``), so durations are plain subtraction and the
-same on SQLite and Postgres.
+same on SQLite and Postgres. ``dataclasses.asdict(record)`` is ready for ``json.dumps``
+(statuses are ``str`` enums), which is what a ``--json`` output needs.
 """
 
 from __future__ import annotations
