@@ -9,7 +9,8 @@
     │   └── UnknownStepError              insert/override names a step not registered
     ├── ConfigError (ValueError)          executor configuration rejected at load
     ├── ContextNotSerializableError (TypeError)  a context field or step cannot be pickled
-    └── ExecutorUnavailableError (ImportError)   the Ray extra is not installed
+    ├── ExecutorUnavailableError (ImportError)   the Ray extra is not installed
+    └── JournalError                      the run journal refused: bad URL, unreachable, newer schema, lost run
 """
 
 from __future__ import annotations
@@ -125,3 +126,7 @@ class ContextNotSerializableError(StepsError, TypeError):
 
 class ExecutorUnavailableError(StepsError, ImportError):
     """The requested executor needs an optional dependency that is not installed."""
+
+
+class JournalError(StepsError):
+    """The run journal refused an operation; the one-line message names the problem, nothing was changed."""
