@@ -9,6 +9,7 @@ values it replaced since the step began, never small ones it streamed.
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 from ray import cloudpickle
@@ -41,7 +42,7 @@ class WorkerState:
                     fields[name] = before
                 elif not stored_fields.is_large(value):
                     fields[name] = small[name] = value
-            blob = cloudpickle.dumps(small)
+            blob = _fingerprint(small)
         except Exception:  # noqa: BLE001 - torn read or an unpicklable value: skip this tick
             return None
         if blob == self._last_sent:
@@ -67,3 +68,12 @@ class WorkerState:
             else:
                 fields[name] = value
         return fields, changed_large
+
+
+def _fingerprint(values: dict[str, Any]) -> bytes:
+    """Bytes that change when ``values`` change: the C pickler (fast, runs every interval
+    beside the step), or cloudpickle for what it cannot handle (classes shipped by value)."""
+    try:
+        return pickle.dumps(values, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # noqa: BLE001 - e.g. a class that exists only by value on this worker
+        return cloudpickle.dumps(values)

@@ -26,7 +26,7 @@ from synapse_steps.local_executor import LocalExecutor
 from synapse_steps.progress import ProgressCallback, WeightedProgress, validate_weights
 from synapse_steps.registry import StepRegistry
 from synapse_steps.result import StepResult
-from synapse_steps.runtime import RuntimeEvent
+from synapse_steps.runtime import RuntimeEvent, runtime_has_listeners
 from synapse_steps.step import BaseStep
 
 C = TypeVar("C", bound=BaseStepContext)
@@ -378,7 +378,10 @@ class Orchestrator(Generic[C]):
 
     def _lifecycle(self, step: str, phase: str, **data: Any) -> None:
         """Tell subscribers what happened to a step; a subscriber that raises fails the run later."""
-        record = getattr(self._context.runtime_ctx, "record", None)
+        runtime = self._context.runtime_ctx
+        if not runtime_has_listeners(runtime):
+            return  # the orchestrator's own subscription alone: skip building events (P1)
+        record = getattr(runtime, "record", None)
         if not callable(record):
             return
         try:

@@ -156,6 +156,13 @@ class RuntimeContext:
         self.logger.log(level, "%s [%s] %s", label, event.step or "-", event.data)
 
 
+def runtime_has_listeners(runtime: Any) -> bool:
+    """Whether anyone besides the running orchestrator subscribed to ``runtime`` (any other
+    runtime type: assume so). Lets the orchestrator skip building lifecycle events nobody reads."""
+    subscribers = getattr(runtime, "_subscribers", None)
+    return subscribers is None or len(subscribers) > 1
+
+
 def _finite(value: Any) -> bool:
     try:
         return math.isfinite(value)
