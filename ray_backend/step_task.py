@@ -21,7 +21,7 @@ from ray_backend.stored_fields import NEW_LARGE_VALUE, StoredField
 from ray_backend.worker_runtime import WorkerRuntime
 from synapse_steps.attempt import run_execute
 from synapse_steps.result import StepResult
-from synapse_steps.step import BaseStep
+from synapse_steps.step import BaseStep, rollback
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,13 @@ def run_step(
     values = stored_fields.load(snapshot)
     runtime = WorkerRuntime(run.env, run.job_id, run.actor, token, run.flush_interval_s)
     ctx = build_context(run.context_cls, values, runtime)
+    runtime.logger.set_step(ctx.current_step, ctx.current_step_order)  # attribute logger calls to the step
     meta: dict[str, Any] = {"node_id": node_id, "result": None, "error": None, "traceback": None}
     if mode == "execute":
         meta["result"] = run_execute(step, ctx, reraise)
     else:
         try:
-            step.rollback(ctx, rollback_of)
+            rollback(step, ctx, rollback_of)
         except Exception as exc:  # noqa: BLE001 - reported to the driver, which records it
             meta["error"] = f"{type(exc).__name__}: {exc}"
             meta["traceback"] = traceback.format_exc()

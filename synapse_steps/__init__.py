@@ -21,12 +21,14 @@ from synapse_steps.errors import (
 from synapse_steps.executor import StepExecutor
 from synapse_steps.fanout import ShardFailedError
 from synapse_steps.local_executor import LocalExecutor
+from synapse_steps.messages import MessageCode
 from synapse_steps.orchestrator import Orchestrator, StepRecord
 from synapse_steps.registry import StepRegistry
 from synapse_steps.resources import StepResources
 from synapse_steps.result import StepResult
 from synapse_steps.runtime import RuntimeContext, RuntimeEvent
-from synapse_steps.step import BaseStep
+from synapse_steps.step import BaseStep, StepProtocol
+from synapse_steps.utility_steps import LoggingStep, TimingStep, ValidationStep
 
 # A library stays silent unless the application configures logging.
 logging.getLogger("synapse_steps").addHandler(logging.NullHandler())
@@ -42,6 +44,8 @@ __all__ = [
     "ExecutorConfig",
     "ExecutorUnavailableError",
     "LocalExecutor",
+    "LoggingStep",
+    "MessageCode",
     "Orchestrator",
     "RaySettings",
     "RuntimeContext",
@@ -51,13 +55,16 @@ __all__ = [
     "StepExecutor",
     "StepFailedError",
     "StepOptions",
+    "StepProtocol",
     "StepRecord",
     "StepRegistry",
     "StepResources",
     "StepResult",
     "StepsError",
+    "TimingStep",
     "TrainContext",
     "UnknownStepError",
     "UploadContext",
+    "ValidationStep",
     "load_config",
 ]

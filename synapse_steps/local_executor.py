@@ -6,7 +6,7 @@ from synapse_steps.attempt import run_execute
 from synapse_steps.context import BaseStepContext
 from synapse_steps.executor import StepExecutor
 from synapse_steps.result import StepResult
-from synapse_steps.step import BaseStep
+from synapse_steps.step import BaseStep, rollback
 
 
 class LocalExecutor(StepExecutor):
@@ -16,4 +16,4 @@ class LocalExecutor(StepExecutor):
         return run_execute(step, context)
 
     def rollback(self, step: BaseStep, context: BaseStepContext, result: StepResult) -> None:
-        step.rollback(context, result)
+        rollback(step, context, result)
