@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import pickle
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,6 +49,29 @@ def _try(obj: Any, what: str) -> None:
     except Exception as exc:  # noqa: BLE001 - pickling raises many types
         raise ContextNotSerializableError(
             f"{what} cannot be pickled, so it cannot be sent to a Ray worker: {type(exc).__name__}: {exc}. "
+            f"{_advice(exc)}"
+        ) from exc
+
+
+def _advice(exc: Exception) -> str:
+    """What to do, by what actually failed: an unpicklable object, or code that raised while pickled."""
+    if isinstance(exc, pickle.PicklingError) or (isinstance(exc, TypeError) and "pickle" in str(exc)):
+        return (
             "Keep handles such as locks, sockets and open files out of the context and steps "
             "(create them inside execute())."
-        ) from exc
+        )
+    return (
+        f"The {type(exc).__name__} was raised while pickling it (by value, with its class), not by an "
+        f"unpicklable object: {_origin(exc)}."
+    )
+
+
+def _origin(exc: BaseException) -> str:
+    """Where the error was raised: the innermost frame's file, line and function."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return "no traceback"
+    code = tb.tb_frame.f_code
+    return f"raised in {code.co_name}() at {code.co_filename}:{tb.tb_lineno}"
