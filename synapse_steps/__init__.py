@@ -21,7 +21,7 @@ from synapse_steps.errors import (
 from synapse_steps.executor import StepExecutor
 from synapse_steps.fanout import ShardFailedError
 from synapse_steps.local_executor import LocalExecutor
-from synapse_steps.messages import MessageCode
+from synapse_steps.messages import LogLevel, MessageCode
 from synapse_steps.orchestrator import Orchestrator, StepRecord
 from synapse_steps.registry import StepRegistry
 from synapse_steps.resources import StepResources
@@ -44,6 +44,7 @@ __all__ = [
     "ExecutorConfig",
     "ExecutorUnavailableError",
     "LocalExecutor",
+    "LogLevel",
     "LoggingStep",
     "MessageCode",
     "Orchestrator",

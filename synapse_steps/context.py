@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synapse_steps.fanout import ShardOptions
+from synapse_steps.messages import LogLevel, level_name
 from synapse_steps.result import StepResult
 from synapse_steps.runtime import RuntimeContext
 
@@ -50,8 +51,8 @@ class BaseStepContext:
         if set_step is not None:
             set_step(step_name, self.current_step_order)
 
-    def log(self, event: str, data: dict[str, Any], file: str | None = None, level: str = "info") -> None:
-        self.runtime_ctx.log(event, data, file, level=level)
+    def log(self, event: str, data: dict[str, Any], file: str | None = None, level: Any = LogLevel.INFO) -> None:
+        self.runtime_ctx.log(event, data, file, level=LogLevel(level_name(level)))
 
     def set_progress(
         self, current: float, total: float, category: str | None = None, *, step: str | None = None
@@ -59,7 +60,7 @@ class BaseStepContext:
         """Report progress within a step; the step's band of overall progress follows it."""
         self.runtime_ctx.set_progress(current, total, step or category or self.current_step)
 
-    def log_message(self, message: Any, level: Any = "info", *, context: Any = None, **kwargs: Any) -> None:
+    def log_message(self, message: Any, level: Any = LogLevel.INFO, *, context: Any = None, **kwargs: Any) -> None:
         """A user-facing message from the running step; see ``RuntimeContext.log_message``.
 
         ``ctx.log_message("Uploaded {n} files", n=3)`` formats the template; a message
@@ -69,7 +70,7 @@ class BaseStepContext:
             warnings.warn("The 'context' parameter is deprecated. Use 'level' instead.", DeprecationWarning,
                           stacklevel=2)
             level = context
-        self.runtime_ctx.log_message(message, level, step=self.current_step, **kwargs)
+        self.runtime_ctx.log_message(message, LogLevel(level_name(level)), step=self.current_step, **kwargs)
 
     def map(
         self,

@@ -15,6 +15,22 @@ from typing import Any
 LEVELS = ("debug", "info", "success", "warning", "danger", "error", "critical")
 
 
+class LogLevel(str, Enum):
+    """Message and event levels, with synapse-sdk's names and values (a ``str``: ``"warning"``).
+
+    Levels are passed on as this enum, so a runtime context from synapse-sdk (whose
+    logger accepts only enum levels) gets what it expects; strings are accepted too.
+    """
+
+    DEBUG = "debug"
+    INFO = "info"
+    SUCCESS = "success"
+    WARNING = "warning"
+    DANGER = "danger"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+
 class MessageCode(str, Enum):
     """Base for message codes: ``NAME = ("template text {field}", "level")``.
 

@@ -124,11 +124,13 @@ class Orchestrator(Generic[C]):
         self._tracker = WeightedProgress(validate_weights(steps), self._progress_callback)
         self._executed = []
         self.records = [StepRecord(step.name) for step in steps]
-        unsubscribe = ctx.runtime_ctx.subscribe(self._on_event)
+        subscribe = getattr(ctx.runtime_ctx, "subscribe", None)  # optional: synapse-sdk's runtime has none
+        unsubscribe = subscribe(self._on_event) if subscribe is not None else None
         try:
             self._run_all(steps)
         finally:
-            unsubscribe()
+            if unsubscribe is not None:
+                unsubscribe()
         return {"success": True, "steps_executed": len(self._executed), "steps_total": len(steps)}
 
     def _run_all(self, steps: list[BaseStep[C]]) -> None:

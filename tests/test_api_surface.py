@@ -24,6 +24,7 @@ EXPECTED_ALL = [
     "ExecutorConfig",
     "ExecutorUnavailableError",
     "LocalExecutor",
+    "LogLevel",
     "LoggingStep",
     "MessageCode",
     "Orchestrator",
