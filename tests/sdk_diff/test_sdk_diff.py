@@ -100,3 +100,81 @@ def test_on_ray_matches_the_sdk(name: str, ray_session: None) -> None:
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_sdk_objects_on_ray_match_the_sdk(name: str, ray_session: None) -> None:
     compare(name, SDK_OBJECTS_KIT, "ray")
+
+
+# --- the remaining rows of the README's table, side by side --------------------------------
+def _sdk_and_ours(scenario: Any) -> list[tuple[Any, Any, Any]]:
+    """(package name, registry, context) for synapse-sdk and for this package."""
+    return [("sdk", *scenario(SDK_KIT)), ("ours", *scenario(OUR_KIT))]
+
+
+def _run(package: str, registry: Any, ctx: Any) -> None:
+    import synapse_sdk.plugins.steps as sdk_steps
+
+    import synapse_steps
+
+    if package == "sdk":
+        sdk_steps.Orchestrator(registry, ctx, progress_callback=lambda c, t: None).execute()
+    else:
+        synapse_steps.Orchestrator(registry, ctx, executor=synapse_steps.LocalExecutor()).execute()
+
+
+def test_can_skip_raising_rolls_back_here_and_propagates_in_the_sdk() -> None:
+    from tests.sdk_diff.scenarios import scripted
+
+    def build(kit: Kit) -> tuple[Any, Any]:
+        class BadSkip(kit.BaseStep):  # type: ignore[name-defined,misc]
+            name, progress_weight = "bad", 1.0
+
+            def can_skip(self, context: Any) -> bool:
+                raise KeyError("flag")
+
+            def execute(self, context: Any) -> Any:
+                return kit.StepResult()
+
+        registry = kit.StepRegistry()
+        registry.register(scripted(kit, "a"))
+        registry.register(BadSkip())
+        return registry, kit.Context(runtime_ctx=kit.runtime({}))
+
+    (_, sdk_registry, sdk_ctx), (_, our_registry, our_ctx) = _sdk_and_ours(build)
+    with pytest.raises(KeyError):
+        _run("sdk", sdk_registry, sdk_ctx)
+    assert sdk_ctx.trail == ["can_skip a", "execute a"]
+    with pytest.raises(RuntimeError, match=r"^Step 'bad' failed: can_skip raised KeyError: 'flag'$"):
+        _run("ours", our_registry, our_ctx)
+    assert our_ctx.trail == ["can_skip a", "execute a", "rollback a {'undo': 'a'}"]
+
+
+def test_empty_exception_message_is_named_here() -> None:
+    from tests.sdk_diff.scenarios import scripted
+
+    def build(kit: Kit) -> tuple[Any, Any]:
+        registry = kit.StepRegistry()
+        registry.register(scripted(kit, "a", run=(_raise_empty,)))
+        return registry, kit.Context(runtime_ctx=kit.runtime({}))
+
+    errors = {}
+    for package, registry, ctx in _sdk_and_ours(build):
+        with pytest.raises(RuntimeError):
+            _run(package, registry, ctx)
+        errors[package] = ctx.step_results[-1].error
+    assert errors == {"sdk": "", "ours": "ValueError"}
+
+
+def _raise_empty(context: Any) -> None:
+    raise ValueError()
+
+
+def test_duplicate_names_are_rejected_here_and_accepted_by_the_sdk() -> None:
+    import synapse_steps
+    from tests.sdk_diff.scenarios import scripted
+
+    sdk_registry = SDK_KIT.StepRegistry()
+    sdk_registry.register(scripted(SDK_KIT, "a"))
+    sdk_registry.register(scripted(SDK_KIT, "a"))
+    assert len(sdk_registry) == 2
+    our_registry = OUR_KIT.StepRegistry()
+    our_registry.register(scripted(OUR_KIT, "a"))
+    with pytest.raises(synapse_steps.StepDefinitionError, match="a step named 'a' is already registered"):
+        our_registry.register(scripted(OUR_KIT, "a"))
