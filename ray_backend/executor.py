@@ -15,6 +15,7 @@ from ray_backend.code_shipping import ship_user_modules
 from ray_backend.connection import connect, disconnect
 from ray_backend.context_actor import RunState
 from ray_backend.preflight import check_serializable
+from ray_backend.runtime_shipping import replay, runtime_spec
 from ray_backend.step_task import RunConstants, run_step
 from ray_backend.task_watch import StartWatch, describe_request, stop_task
 from ray_backend.transport import ContextTransport
@@ -125,7 +126,7 @@ class RayExecutor(StepExecutor):
         )
         self._run_constants = RunConstants(
             type(context), context.runtime_ctx.env, context.runtime_ctx.job_id,
-            self._settings.progress_interval_s, self._actor,
+            self._settings.progress_interval_s, self._actor, runtime_spec(context.runtime_ctx, self.actor_name),
         )
 
     def _replace_dead_actor(self, context: BaseStepContext) -> None:
@@ -234,7 +235,7 @@ class RayExecutor(StepExecutor):
         if meta["batches_sent"]:
             self._relay(context, token)
         for event in meta["events"]:
-            context.runtime_ctx.record(event)
+            replay(context.runtime_ctx, event)
         self._nodes[step.name] = meta["node_id"]
         return meta
 
@@ -261,5 +262,5 @@ class RayExecutor(StepExecutor):
             self._replace_dead_actor(context)
             return {token: ""}
         for event in events:
-            context.runtime_ctx.record(event)
+            replay(context.runtime_ctx, event)
         return started

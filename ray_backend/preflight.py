@@ -11,6 +11,7 @@ from ray import cloudpickle
 
 from ray_backend import stored_fields
 from ray_backend.context_state import read_state
+from ray_backend.runtime_shipping import ship_runtime
 from synapse_steps.errors import ContextNotSerializableError
 from synapse_steps.step import BaseStep
 
@@ -19,8 +20,11 @@ def check_serializable(context: Any, steps: Sequence[BaseStep]) -> None:
     """Raise ContextNotSerializableError naming the first field or step that cannot be pickled.
 
     Large array-like values are skipped: they go through the object store, and
-    pickling them here would copy them for nothing.
+    pickling them here would copy them for nothing. The runtime context does not
+    travel with the context; a step that holds it carries a reference to the task's
+    runtime instead (``runtime_shipping``).
     """
+    ship_runtime(context.runtime_ctx)
     _try(type(context), f"the context class {type(context).__qualname__}")
     for name, value in read_state(context).items():
         what = f"context field '{name}' ({type(value).__name__})"

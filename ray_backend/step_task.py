@@ -17,6 +17,7 @@ import ray
 
 from ray_backend import stored_fields
 from ray_backend.context_state import build_context, read_state
+from ray_backend.runtime_shipping import RuntimeSpec, activate
 from ray_backend.stored_fields import NEW_LARGE_VALUE, StoredField
 from ray_backend.worker_runtime import WorkerRuntime
 from synapse_steps.attempt import run_execute
@@ -33,6 +34,7 @@ class RunConstants:
     job_id: str
     flush_interval_s: float
     actor: ray.actor.ActorHandle
+    runtime: RuntimeSpec  # the user's runtime context, rebuilt on the worker
 
 
 def run_step(
@@ -48,17 +50,22 @@ def run_step(
     run.actor.started.remote(token, node_id)
     values = stored_fields.load(snapshot)
     runtime = WorkerRuntime(run.env, run.job_id, run.actor, token, run.flush_interval_s)
-    ctx = build_context(run.context_cls, values, runtime)
+    facing = run.runtime.build(runtime)
+    ctx = build_context(run.context_cls, values, facing)
     runtime.logger.set_step(ctx.current_step, ctx.current_step_order)  # attribute logger calls to the step
     meta: dict[str, Any] = {"node_id": node_id, "result": None, "error": None, "traceback": None}
-    if mode == "execute":
-        meta["result"] = run_execute(step, ctx, reraise)
-    else:
-        try:
-            rollback(step, ctx, rollback_of)
-        except Exception as exc:  # noqa: BLE001 - reported to the driver, which records it
-            meta["error"] = f"{type(exc).__name__}: {exc}"
-            meta["traceback"] = traceback.format_exc()
+    activate(facing)
+    try:
+        if mode == "execute":
+            meta["result"] = run_execute(step, ctx, reraise)
+        else:
+            try:
+                rollback(step, ctx, rollback_of)
+            except Exception as exc:  # noqa: BLE001 - reported to the driver, which records it
+                meta["error"] = f"{type(exc).__name__}: {exc}"
+                meta["traceback"] = traceback.format_exc()
+    finally:
+        activate(None)
     fields, changed_large = _commit(snapshot, values, ctx)
     meta["fields"] = fields
     meta["events"] = runtime.take_pending()

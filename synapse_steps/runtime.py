@@ -52,6 +52,12 @@ class RuntimeContext:
     order; progress is kept only as the latest value per step in ``progress`` (a hot
     loop may report it 100,000 times). ``subscribe`` lets a caller watch every event.
 
+    On Ray every attribute (these and any you add) is pickled to the step's worker,
+    and what steps report there comes back here in order. An attribute that cannot be
+    pickled (a client holding a live connection) is named in an error before the
+    first step, unless ``worker_factories[name]`` gives a function that builds it on
+    the worker instead (called once per worker process and run).
+
     Example:
         >>> rt = RuntimeContext(job_id="job-1", env={"BATCH": "32"})
         >>> rt.set_progress(3, 10, "load")
@@ -80,6 +86,7 @@ class RuntimeContext:
         self.agent_client = agent_client
         self.checkpoint = checkpoint
         self.language = language
+        self.worker_factories: dict[str, Callable[[], Any]] = {}
         self.events: list[RuntimeEvent] = []
         self.progress: dict[str | None, tuple[float, float]] = {}
         self.metrics: dict[str | None, dict[str, Any]] = {}
