@@ -89,7 +89,7 @@ def test_pep695_step_with_type_checking_only_bound_runs_on_ray(ray_session: None
     from ray_backend import RayExecutor
 
     with pytest.raises(NameError):  # the premise: the bound cannot be evaluated at runtime
-        sdk_style_module.Appends.__type_params__[0].__bound__
+        _ = sdk_style_module.Appends.__type_params__[0].__bound__
     registry: StepRegistry[BaseStepContext] = StepRegistry()
     registry.register(sdk_style_module.Appends("a"))
     registry.register(sdk_style_module.Wrapper("b"))

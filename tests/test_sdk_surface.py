@@ -25,6 +25,7 @@ from synapse_steps import (
     TimingStep,
     ValidationStep,
 )
+from tests.conftest import ray_config
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -212,3 +213,51 @@ def test_utility_steps_match_the_sdk_behaviour() -> None:
     ]
     assert set(ctx.step_results[1].data) == {"x", "duration_seconds"}
     assert ctx.seen == ["inner rolled back", "inner rolled back"]
+
+
+def test_the_sdk_progress_wiring_records_the_jobs_overall_progress(executor_kind: str) -> None:
+    """``progress_callback=lambda c, t: self.set_progress(c, t)``, as synapse-sdk's actions wire it."""
+    from pydantic import BaseModel
+
+    from synapse_steps import BaseTrainAction, ExecutorConfig, TrainContext
+
+    class Ticks(BaseStep[TrainContext]):
+        def __init__(self, name: str, weight: float) -> None:
+            self._name, self._weight = name, weight
+
+        @property
+        def name(self) -> str:
+            return self._name
+
+        @property
+        def progress_weight(self) -> float:
+            return self._weight
+
+        def execute(self, context: TrainContext) -> StepResult:
+            for i in range(1, 5):
+                context.set_progress(i, 4)
+            return StepResult()
+
+    class Params(BaseModel):
+        epochs: int = 1
+
+    class Wired(BaseTrainAction[Params]):
+        def setup_steps(self, registry: StepRegistry[TrainContext]) -> None:
+            registry.register(Ticks("load", 0.25))
+            registry.register(Ticks("train", 0.75))
+
+    rt = RuntimeContext()
+    overall: list[tuple[float, float]] = []
+    rt.subscribe(lambda e: overall.append((e.data["current"], e.data["total"]))
+                 if e.kind == "progress" and e.step is None else None)
+    config = ExecutorConfig(executor="local") if executor_kind == "local" else ray_config()
+    action = Wired({}, rt, config=config)
+    action.progress_callback = lambda c, t: action.set_progress(c, t)
+    action.run()
+    percents = [current for current, total in overall if total == 100]
+    assert len(percents) == len(overall) and percents == sorted(set(percents))
+    # in-process every step tick moves it; on Ray ticks are coalesced, step ends always arrive
+    assert {25, 100} <= set(percents) <= {6, 12, 18, 25, 43, 62, 81, 100}
+    if executor_kind == "local":
+        assert percents == [6, 12, 18, 25, 43, 62, 81, 100]
+    assert rt.progress == {None: (100, 100), "load": (4, 4), "train": (4, 4)}

@@ -62,7 +62,7 @@ def steps_with_proportion(sdk: Observed) -> int:
 def rolled_back_step(event: tuple[Any, ...]) -> tuple[Any, ...]:
     """4. An event logged by a rollback is attributed to the step being rolled back (the SDK
     attributes it to the step that failed). LoggingStep's ``step_rollback`` names the wrapped step."""
-    name, step, level, data = event
+    name, _, level, data = event
     return (name, f"logged_{data['step']}", level, data) if name == "step_rollback" else event
 
 
