@@ -139,7 +139,8 @@ def failed_result(kit: Kit) -> tuple[Any, Any]:
 def utility_steps(kit: Kit) -> tuple[Any, Any]:
     registry = kit.StepRegistry()
     registry.register(kit.LoggingStep(kit.TimingStep(scripted(kit, "a", 0.3, run=(talks,)))))
-    registry.register(kit.ValidationStep(lambda context: (bool(context.trail), "nothing ran"), name="check"))
+    registry.register(kit.LoggingStep(kit.ValidationStep(lambda context: (bool(context.trail), "nothing ran"),
+                                                         name="check")))
     registry.register(kit.TimingStep(scripted(kit, "b", 0.3)))
     registry.register(kit.LoggingStep(scripted(kit, "c", 0.3, result={"success": False, "error": "c broke"})))
     return registry, kit.Context(runtime_ctx=kit.runtime(ENV))
