@@ -27,6 +27,7 @@ SCRIPTS = [
     "p5_fanout_throughput.py",
     "p6_prefect_comparison.py",
     "p7_first_run.py",
+    "p8_journal.py",
 ]
 
 

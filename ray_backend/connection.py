@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 
 import ray
 
@@ -12,22 +13,45 @@ from synapse_steps.config import RaySettings
 from synapse_steps.errors import ConfigError
 
 
-def connect(settings: RaySettings) -> bool:
-    """Make sure this process is connected to Ray. True when this call connected it.
+# Runs in this process that use the connection a run of ours made (embedded Ray or a
+# joined cluster). Concurrent runs share it; the last one to finish disconnects.
+_lock = threading.Lock()
+_users = 0
 
-    Already connected (the caller ran ``ray.init``): use that, and leave it alone.
-    No address (and no ``RAY_ADDRESS``): start a fresh local Ray (``address='local'``
-    never attaches to some other cluster by surprise); ``disconnect`` stops it. An
-    address: check that it answers before ``ray.init``, which can otherwise hang for
-    minutes; ``disconnect`` only detaches this driver, the cluster keeps running.
+
+def connect(settings: RaySettings) -> bool:
+    """Make sure this process is connected to Ray. True when the run shares a connection we own.
+
+    Already connected by the caller (``ray.init`` in user code): use that, and leave
+    it alone. Connected by another run of ours (runs in threads): share it. No
+    address (and no ``RAY_ADDRESS``): start a fresh local Ray (``address='local'``
+    never attaches to some other cluster by surprise); the last ``disconnect`` stops
+    it. An address: check that it answers before ``ray.init``, which can otherwise
+    hang for minutes; the last ``disconnect`` only detaches this driver.
     """
-    if ray.is_initialized():
-        return False
+    global _users
+    with _lock:
+        if ray.is_initialized():
+            if _users == 0:
+                return False
+            _users += 1
+            return True
+        try:
+            _init(settings)
+        except BaseException:  # e.g. Ctrl-C during start-up: leave no half-started Ray behind
+            if ray.is_initialized():
+                ray.shutdown()
+            raise
+        _users = 1
+        return True
+
+
+def _init(settings: RaySettings) -> None:
     address = settings.address or os.environ.get("RAY_ADDRESS") or None
     common = {"namespace": settings.namespace, "logging_level": logging.ERROR, "configure_logging": True}
     if address is None:
         ray.init(address="local", num_cpus=settings.num_cpus, include_dashboard=False, **common)
-        return True
+        return
     if address != "auto" and not address.startswith("ray://"):
         _check_reachable(address, settings.connect_timeout_s)
     try:
@@ -39,13 +63,17 @@ def connect(settings: RaySettings) -> bool:
             "(RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token). Ray does not send a token to an "
             "explicit address unless RAY_AUTH_MODE=token is set."
         ) from exc
-    return True
 
 
 def disconnect(connected: bool) -> None:
-    """Undo ``connect``: stop the local Ray it started, or detach from the cluster it joined."""
-    if connected and ray.is_initialized():
-        ray.shutdown()
+    """Undo ``connect``: the last run sharing our connection stops the local Ray or detaches."""
+    global _users
+    if not connected:
+        return
+    with _lock:
+        _users -= 1
+        if _users == 0 and ray.is_initialized():
+            ray.shutdown()
 
 
 def _check_reachable(address: str, timeout_s: float) -> None:

@@ -1,9 +1,19 @@
-"""The per-run actor: holds the last committed context and what workers report.
+"""The per-run actor: where a run's state lives outside the driver while steps run.
+
+It holds, for one run:
+- the *base* context: the snapshot the driver committed after the last finished step
+  (versioned, so a late commit never overwrites a newer one);
+- the *live* context of each running task (keyed by its token): the state its worker
+  streamed while the step ran (at most ``progress_interval_s`` old, or exact after
+  ``ctx.commit()``). A rollback after a crash or a stop gets this state;
+- start markers (task token → node id), which tell the driver where a step runs;
+- event batches workers sent and the driver has not yet replayed, in send order,
+  and the latest progress per step.
 
 A plain class made remote at construction (like ``ray.util.queue``), so its
 bookkeeping is testable without Ray. It is sequential on purpose: every call is
-microseconds (workers coalesce progress), so reads never wait long, and calls
-from one worker apply in the order they were sent.
+microseconds (workers coalesce progress), so reads never wait long, and calls from
+one worker apply in the order they were sent.
 """
 
 from __future__ import annotations
@@ -14,11 +24,12 @@ from synapse_steps.runtime import RuntimeEvent
 
 
 class RunState:
-    """Committed snapshot, step start markers, and undelivered event batches."""
+    """Committed base snapshot, live task state, start markers, undelivered event batches."""
 
     def __init__(self) -> None:
         self._version = 0
         self._snapshot: dict[str, Any] = {}
+        self._live: dict[str, dict[str, Any]] = {}
         self._started: dict[str, str] = {}
         self._batches: list[tuple[str, list[RuntimeEvent]]] = []
         self._progress: dict[str | None, tuple[float, float]] = {}
@@ -33,11 +44,23 @@ class RunState:
     def started(self, token: str, node_id: str) -> None:
         self._started[token] = node_id
 
-    def report(self, token: str, events: list[RuntimeEvent]) -> None:
-        self._batches.append((token, events))
+    def report(self, token: str, events: list[RuntimeEvent], state: dict[str, Any] | None = None) -> None:
+        """A worker's batch: events in order, and (when it changed) the task's live context."""
+        if events:
+            self._batches.append((token, events))
         for event in events:
             if event.kind == "progress":
                 self._progress[event.step] = (event.data["current"], event.data["total"])
+        if state is not None:
+            self._live[token] = state
+
+    def live(self, token: str) -> dict[str, Any] | None:
+        """The latest context task ``token`` streamed, or None if it sent none."""
+        return self._live.get(token)
+
+    def forget(self, token: str) -> None:
+        """The driver has applied task ``token``'s outcome: drop its live state."""
+        self._live.pop(token, None)
 
     def progress(self) -> dict[str | None, tuple[float, float]]:
         return dict(self._progress)

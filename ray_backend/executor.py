@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -17,28 +18,41 @@ from ray_backend.context_actor import RunState
 from ray_backend.preflight import check_serializable
 from ray_backend.runtime_shipping import replay, runtime_spec
 from ray_backend.step_task import RunConstants, run_step
+from ray_backend.task_options import reraised_exceptions, step_task_options
+from ray_backend.task_report import TaskReport
 from ray_backend.task_watch import StartWatch, describe_request, stop_task
 from ray_backend.transport import ContextTransport
+from synapse_steps import interrupts
 from synapse_steps.config import ExecutorConfig, load_config
 from synapse_steps.context import BaseStepContext
-from synapse_steps.errors import StepsError
+from synapse_steps.errors import CallbackError, RemoteTraceback, RollbackTimeoutError, StepsError
 from synapse_steps.executor import StepExecutor
 from synapse_steps.resources import StepResources
 from synapse_steps.result import StepResult
 from synapse_steps.step import BaseStep
 
 _run_step_task = ray.remote(run_step)
+_log = logging.getLogger("synapse_steps.ray")
 
 
 class StepTaskFailed(StepsError, RuntimeError):
     """A step task ended without a result (crash, timeout, cancel); message says which."""
 
-    def __init__(self, message: str, traceback: str | None = None) -> None:
-        super().__init__(message, traceback)
+    def __init__(self, message: str, traceback: str | None = None, timed_out: bool = False) -> None:
+        super().__init__(message, traceback, timed_out)
         self.traceback = traceback
+        self.timed_out = timed_out
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class _Stop(Exception):
+    """Internal: the wait loop decided to stop the task (time limit, unschedulable)."""
+
+    def __init__(self, message: str, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 class RayExecutor(StepExecutor):
@@ -70,13 +84,19 @@ class RayExecutor(StepExecutor):
         """Step name → Ray node id where it ran (None: node unknown); rollbacks go back there."""
         return dict(self._nodes)
 
+    def resources_for(self, step: BaseStep) -> StepResources:
+        return self._resources.get(step.name) or self._config.resources_for(step)
+
+    def never_started(self, step: BaseStep) -> bool:
+        return step.name in self._never_started
+
     def open(self, context: BaseStepContext, steps: Sequence[BaseStep]) -> None:
         self._config.check_step_names([s.name for s in steps])
         self._resources = {s.name: self._config.resources_for(s) for s in steps}
         self._nodes = {}
         self._never_started = set()
-        self._connected = connect(self._settings)
         try:
+            self._connected = connect(self._settings)
             ship_user_modules()
             check_serializable(context, steps)
             self._start_actor(context)
@@ -87,18 +107,24 @@ class RayExecutor(StepExecutor):
 
     def execute(self, step: BaseStep, context: BaseStepContext) -> StepResult:
         try:
-            meta = self._run("execute", step, context, None)
+            report = self._run("execute", step, context, None)
         except StepTaskFailed as exc:
             return StepResult(success=False, error=str(exc), traceback=exc.traceback)
-        result = meta["result"]
-        return result
+        if report.result is None:  # stopped by someone else's cancel
+            return StepResult(success=False, error=f"step '{step.name}' (execute) was stopped")
+        return report.result
 
     def rollback(self, step: BaseStep, context: BaseStepContext, result: StepResult) -> None:
-        if step.name in self._never_started:
-            return  # stopped while still queued: it never ran, there is nothing to undo
-        meta = self._run("rollback", step, context, result)
-        if meta["error"]:
-            raise StepTaskFailed(meta["error"], meta["traceback"])
+        try:
+            report = self._run("rollback", step, context, result)
+        except StepTaskFailed as exc:
+            if exc.timed_out:
+                raise RollbackTimeoutError(str(exc)) from None
+            raise
+        if report.error is not None:
+            error = report.error
+            error.__cause__ = RemoteTraceback(report.traceback or "")
+            raise error
 
     def close(self) -> None:
         if self._actor is not None:
@@ -129,115 +155,139 @@ class RayExecutor(StepExecutor):
             self._settings.progress_interval_s, self._actor, runtime_spec(context.runtime_ctx, self.actor_name),
         )
 
-    def _replace_dead_actor(self, context: BaseStepContext) -> None:
-        """The context actor died: start a new one from the committed state the driver holds.
+    def _replace_actor(self, context: BaseStepContext) -> None:
+        """The context actor died or froze: start a new one from the committed state the driver holds.
 
-        Events the running step already sent to the dead actor are lost; its final
-        events and its committed context still arrive with its result.
+        Events and live state the running step already sent to the old actor are
+        lost; its final events and its committed context still arrive with its result.
         """
         assert self._transport is not None
+        if self._actor is not None:
+            ray.kill(self._actor, no_restart=True)  # a frozen actor must not come back half-way
         self._start_actor(context)
         assert self._actor is not None
         self._actor.commit.remote(self._transport.version, self._transport.committed)
 
-    def _run(self, mode: str, step: BaseStep, context: BaseStepContext, result: StepResult | None) -> dict[str, Any]:
+    def _ask_actor(self, method: str, context: BaseStepContext, *args: Any) -> Any:
+        """One call to the context actor, bounded by ``ray.actor_timeout_s``; None if it had to be replaced."""
+        assert self._actor is not None
+        try:
+            return ray.get(getattr(self._actor, method).remote(*args), timeout=self._settings.actor_timeout_s)
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            self._replace_actor(context)
+            return None
+
+    def _run(self, mode: str, step: BaseStep, context: BaseStepContext, result: StepResult | None) -> TaskReport:
         """Submit one step task, relay its events while it runs, apply what it committed."""
         assert self._transport is not None and self._actor is not None, "RayExecutor used before open()"
         resources = self._resources[step.name]
         token = f"{mode}:{step.name}:{uuid.uuid4().hex[:8]}"
-        meta_ref, changed_ref = _run_step_task.options(**self._task_options(mode, step, resources)).remote(
-            mode, step, self._run_constants, self._transport.snapshot(), token, result,
-            self._reraise(resources) if mode == "execute" else (),
+        options = step_task_options(mode, step.name, resources, self._settings, self._nodes.get(step.name))
+        reraise = reraised_exceptions(resources) if mode == "execute" else ()
+        report_ref, changed_ref = _run_step_task.options(**options).remote(
+            mode, step, self._run_constants, self._transport.snapshot(), token, result, reraise
         )
-        meta = self._await(meta_ref, step, mode, token, resources, context)
-        self._transport.apply(meta["fields"], changed_ref)
-        self._actor.commit.remote(self._transport.version, self._transport.committed)
-        return meta
-
-    def _task_options(self, mode: str, step: BaseStep, resources: StepResources) -> dict[str, Any]:
-        options: dict[str, Any] = {
-            "name": f"synapse-steps:{mode}:{step.name}",
-            "num_returns": 2,
-            "num_cpus": resources.num_cpus,
-            "num_gpus": resources.num_gpus,
-            "max_retries": resources.max_retries if mode == "execute" else 0,
-            "retry_exceptions": self._retry_exceptions(resources) if mode == "execute" else False,
-        }
-        if resources.memory:
-            options["memory"] = resources.memory
-        if resources.resources:
-            options["resources"] = dict(resources.resources)
-        if resources.accelerator_type:
-            options["accelerator_type"] = resources.accelerator_type
-        if self._settings.runtime_env:
-            options["runtime_env"] = self._settings.runtime_env
-        node = self._nodes.get(step.name) if mode == "rollback" else None
-        if node is not None:
-            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
-        return options
-
-    @staticmethod
-    def _retry_exceptions(resources: StepResources) -> bool | list[type[BaseException]]:
-        if isinstance(resources.retry_exceptions, tuple):
-            return list(resources.retry_exceptions)
-        return bool(resources.retry_exceptions)
-
-    @staticmethod
-    def _reraise(resources: StepResources) -> tuple[type[BaseException], ...]:
-        if resources.max_retries == 0 or not resources.retry_exceptions:
-            return ()
-        if resources.retry_exceptions is True:
-            return (Exception,)
-        return tuple(resources.retry_exceptions)
+        report = self._await(report_ref, changed_ref, step, mode, token, resources, context)
+        self._take_state(report, changed_ref, context, token)
+        return report
 
     def _await(
-        self, ref: ray.ObjectRef, step: BaseStep, mode: str, token: str, resources: StepResources, context: Any
-    ) -> dict[str, Any]:
-        """Wait for a step task, relaying its events; enforce the schedule and step time limits.
+        self,
+        ref: ray.ObjectRef,
+        changed_ref: ray.ObjectRef,
+        step: BaseStep,
+        mode: str,
+        token: str,
+        resources: StepResources,
+        context: BaseStepContext,
+    ) -> TaskReport:
+        """Wait for a step task; whatever ends the wait early stops the task first.
+
+        A time limit, an unschedulable task, an interrupt or a callback that raised
+        while events were replayed: the task is cancelled (then killed after a grace)
+        and confirmed stopped, and its latest state is in ``context``, before the
+        exception leaves — so the rollback never overlaps the step.
+        """
+        guard = interrupts.current()
+        try:
+            self._watch(ref, step, mode, token, resources, context, guard)
+        except BaseException as exc:
+            with guard.critical():
+                stopped = stop_task(ref, guard)
+                self._take_state(stopped, changed_ref, context, token)
+            if isinstance(exc, _Stop):
+                raise StepTaskFailed(str(exc), timed_out=exc.timed_out) from None
+            raise
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayError as exc:
+            with guard.critical():
+                self._take_state(None, changed_ref, context, token)
+            raise StepTaskFailed(*failures.describe(exc, step.name, mode)) from None
+
+    def _watch(
+        self,
+        ref: ray.ObjectRef,
+        step: BaseStep,
+        mode: str,
+        token: str,
+        resources: StepResources,
+        context: BaseStepContext,
+        guard: interrupts.InterruptGuard,
+    ) -> None:
+        """Relay events until the task is done; raise ``_Stop`` when it must be stopped.
 
         Start markers from the worker tell where the task runs (its rollback goes back
         there). If that node dies while Ray holds the task for a retry, the retry must
         start within ``schedule_timeout_s`` too, so a retry that needs a resource only
         the lost node had fails instead of waiting forever. Only a task stopped by the
-        schedule timeout before any start marker is known never to have run: that
-        step alone is not rolled back.
+        schedule timeout before any start marker is known never to have run.
         """
+        limit = resources.timeout_s if mode == "execute" else resources.rollback_timeout_s
         watch = StartWatch(time.monotonic())
-        try:
-            while not ray.wait([ref], timeout=self._settings.progress_interval_s)[0]:
-                now = time.monotonic()
-                node = watch.update(self._relay(context, token).get(token), now)
-                if node is not None:
-                    self._nodes[step.name] = node or None
-                if resources.timeout_s is not None and now - watch.submitted > resources.timeout_s:
-                    stop_task(ref)
-                    raise StepTaskFailed(
-                        f"step '{step.name}' ({mode}) timed out after {resources.timeout_s:g}s and was cancelled"
-                    )
-                if watch.node_lost(now):
-                    continue
-                if watch.waiting_too_long(now, self._settings.schedule_timeout_s):
-                    stop_task(ref)
-                    if not watch.ever_started:
-                        self._never_started.add(step.name)
-                    raise StepTaskFailed(self._unschedulable(step, mode, resources, watch.lost_node))
-        except KeyboardInterrupt:
-            stop_task(ref)
-            self._relay(context, token)
-            raise
-        try:
-            meta = ray.get(ref)
-        except ray.exceptions.RayError as exc:
-            node = self._relay(context, token).get(token)
-            if node:
-                self._nodes[step.name] = node
-            raise StepTaskFailed(*failures.describe(exc, step.name, mode)) from None
-        if meta["batches_sent"]:
-            self._relay(context, token)
-        for event in meta["events"]:
-            replay(context.runtime_ctx, event)
-        self._nodes[step.name] = meta["node_id"]
-        return meta
+        while not ray.wait([ref], timeout=self._settings.progress_interval_s)[0]:
+            now = time.monotonic()
+            node = watch.update(self._relay(context, token).get(token), now)
+            if node is not None:
+                self._nodes[step.name] = node or None
+            if mode == "execute" and guard.interrupted:
+                raise KeyboardInterrupt(guard.reason)  # a signal that arrived where it could not be raised
+            if limit is not None and now - watch.submitted > limit:
+                what = "timeout_s" if mode == "execute" else "rollback_timeout_s"
+                raise _Stop(f"step '{step.name}' ({mode}) timed out after {limit:g}s ({what}) and was stopped", True)
+            if watch.node_lost(now):
+                continue
+            if watch.waiting_too_long(now, self._settings.schedule_timeout_s):
+                if not watch.ever_started:
+                    self._never_started.add(step.name)
+                raise _Stop(self._unschedulable(step, mode, resources, watch.lost_node))
+
+    def _take_state(
+        self, report: TaskReport | None, changed_ref: ray.ObjectRef | None, context: BaseStepContext, token: str
+    ) -> None:
+        """Make the caller's context hold the task's latest state, and replay its remaining events.
+
+        With a report, the state it ended with; without one (crashed, killed), the
+        live state it last streamed to the actor. The actor then gets the new base.
+        """
+        assert self._transport is not None
+        failing = report is None or report.stopped
+        if report is None:
+            started = self._relay(context, token, tolerant=True).get(token)
+            if started:
+                self._nodes[step_name_of(token)] = started
+            live = self._ask_actor("live", context, token)
+            if live:
+                self._transport.apply(live, None)
+        else:
+            if report.batches_sent:
+                self._relay(context, token, tolerant=failing)
+            self._transport.apply(report.fields, changed_ref)
+            self._replay(context, report.events, tolerant=failing)
+            self._nodes[step_name_of(token)] = report.node_id
+        assert self._actor is not None
+        self._actor.forget.remote(token)
+        self._actor.commit.remote(self._transport.version, self._transport.committed)
 
     def _unschedulable(self, step: BaseStep, mode: str, resources: StepResources, lost_node: str | None) -> str:
         limit = self._settings.schedule_timeout_s
@@ -248,19 +298,32 @@ class RayExecutor(StepExecutor):
             f"cluster total: {ray.cluster_resources()}"
         )
 
-    def _relay(self, context: Any, token: str) -> dict[str, str]:
+    def _relay(self, context: BaseStepContext, token: str, tolerant: bool = False) -> dict[str, str]:
         """Replay the actor's undelivered events into the caller's runtime context.
 
-        Returns the start markers (task token → node id). If the actor died, a new
-        one replaces it and the in-flight task ``token`` counts as started on an
-        unknown node, since its marker went down with the old actor.
+        Returns the start markers (task token → node id). If the actor died or froze,
+        a new one replaces it and the in-flight task ``token`` counts as started on
+        an unknown node, since its marker went with the old actor. ``tolerant``: the
+        run is already failing, so a callback that raises again is not raised.
         """
-        assert self._actor is not None
-        try:
-            started, events = ray.get(self._actor.drain.remote())
-        except ray.exceptions.RayActorError:
-            self._replace_dead_actor(context)
+        drained = self._ask_actor("drain", context)
+        if drained is None:
             return {token: ""}
-        for event in events:
-            replay(context.runtime_ctx, event)
+        started, events = drained
+        self._replay(context, events, tolerant)
         return started
+
+    @staticmethod
+    def _replay(context: BaseStepContext, events: list[Any], tolerant: bool) -> None:
+        for event in events:
+            try:
+                replay(context.runtime_ctx, event)
+            except CallbackError:
+                if not tolerant:
+                    raise
+                _log.debug("a callback raised again while the failing run replayed events", exc_info=True)
+
+
+def step_name_of(token: str) -> str:
+    """The step name inside a task token ``mode:name:nonce``."""
+    return token.split(":", 1)[1].rsplit(":", 1)[0]

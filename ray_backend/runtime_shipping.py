@@ -33,7 +33,9 @@ from synapse_steps.messages import LogLevel
 from synapse_steps.runtime import RuntimeContext, RuntimeEvent
 
 # Kept on the driver (what steps reported, who listens) or rebuilt on the worker (logger).
-_DRIVER_ONLY = frozenset({"events", "progress", "metrics", "_subscribers", "logger", "log_sink", "worker_factories"})
+_DRIVER_ONLY = frozenset(
+    {"events", "progress", "metrics", "callback_error", "_subscribers", "logger", "log_sink", "worker_factories"}
+)
 FACTORIES_ATTRIBUTE = "worker_factories"
 
 
@@ -54,6 +56,7 @@ class RuntimeSpec:
         else:
             facing = self.runtime_class.__new__(self.runtime_class)
             facing.logger = engine.logger
+            facing.commit_context = engine.commit_context  # ctx.commit() reaches the run's actor
         for name, value in values.items():
             setattr(facing, name, value)
         return facing

@@ -8,6 +8,7 @@ from typing import Any
 import ray
 from ray import cloudpickle
 
+from ray_backend.task_options import shard_task_options
 from synapse_steps.fanout import ProgressSink, ShardOptions, shard_failure
 
 
@@ -18,6 +19,8 @@ def _apply(fn: Callable[[Any], Any], item: Any) -> Any:
 _shard_task = ray.remote(_apply)
 
 _INLINE_FN_BYTES = 64 * 1024
+# After a failure or a stop, how long shards in flight get to stop before they are killed.
+_SETTLE_GRACE_S = 1.0
 
 
 def map_on_ray(fn: Callable[[Any], Any], items: Iterable[Any], options: ShardOptions, progress: ProgressSink) -> list[Any]:
@@ -26,11 +29,11 @@ def map_on_ray(fn: Callable[[Any], Any], items: Iterable[Any], options: ShardOpt
     A small ``fn`` travels inline with each shard (an ObjectRef argument costs a
     dependency wait per task); a large one (a closure over data) is stored once. At most ``max_in_flight`` shards
     are submitted at a time (default: four times what the cluster can run at once, at least 8), so a
-    100k-shard map does not flood the scheduler. The first failure cancels the
-    shards still in flight and raises ``ShardFailedError``.
+    100k-shard map does not flood the scheduler. The first failure stops the
+    shards still in flight (see ``_settle``) and raises ``ShardFailedError``.
     """
     shards = list(items)
-    task = _shard_task.options(**_task_options(options))
+    task = _shard_task.options(**shard_task_options(options))
     limit = options.max_in_flight or _default_in_flight(options)
     fn_arg = fn if len(cloudpickle.dumps(fn)) < _INLINE_FN_BYTES else ray.put(fn)
     results: dict[int, Any] = {}
@@ -53,29 +56,36 @@ def map_on_ray(fn: Callable[[Any], Any], items: Iterable[Any], options: ShardOpt
                     results[index] = ray.get(ref)
                 except ray.exceptions.RayError as exc:
                     cause = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) and exc.cause else exc
+                    _settle(pending, results)
                     raise shard_failure(index, len(shards), cause, results) from None
                 progress(len(results), len(shards))
             top_up()
-    finally:
-        for ref in pending:  # a failed shard, a cancelled step (KeyboardInterrupt), or a timeout
-            ray.cancel(ref)
+    except BaseException:
+        _settle(pending, results)  # a cancelled step (KeyboardInterrupt) or a timeout: stop the shards in flight
+        raise
     return [results[i] for i in range(len(shards))]
 
 
-def _task_options(options: ShardOptions) -> dict[str, Any]:
-    task: dict[str, Any] = {
-        "name": "synapse-steps:shard",
-        "num_cpus": options.num_cpus,
-        "num_gpus": options.num_gpus,
-        "max_retries": options.max_retries,
-    }
-    if options.memory:
-        task["memory"] = options.memory
-    if options.resources:
-        task["resources"] = dict(options.resources)
-    if options.accelerator_type:
-        task["accelerator_type"] = options.accelerator_type
-    return task
+def _settle(pending: dict[ray.ObjectRef, int], results: dict[int, Any]) -> None:
+    """Stop the shards in flight — politely, then by force — and keep those that finished.
+
+    Bounded by ``_SETTLE_GRACE_S``, inside the driver's own grace for the step, so the
+    step's rollback data lists every shard that completed, also after the failure.
+    """
+    if not pending:
+        return
+    refs = list(pending)
+    for ref in refs:
+        ray.cancel(ref)
+    ready, stuck = ray.wait(refs, num_returns=len(refs), timeout=_SETTLE_GRACE_S)
+    for ref in stuck:
+        ray.cancel(ref, force=True)
+    for ref in ready:
+        try:
+            results[pending[ref]] = ray.get(ref, timeout=0)
+        except Exception:  # noqa: BLE001 - failed or cancelled: not completed
+            continue
+    pending.clear()
 
 
 def _default_in_flight(options: ShardOptions) -> int:

@@ -1,10 +1,14 @@
 """The Ray task that runs one step's ``execute`` or ``rollback`` on a worker.
 
 It rebuilds the context from the snapshot (large fields zero-copy from the object
-store), runs the step with a ``WorkerRuntime`` in place of ``runtime_ctx``, and
-returns two objects: the committed state (small fields, the result, unsent
-events, the node it ran on) and a dict of large values the step changed. Both are
-owned by the driver, so they outlive this worker process.
+store), runs the step with a ``WorkerRuntime`` in place of ``runtime_ctx`` — which
+streams the step's events and context state to the run's context actor while it
+runs — and returns a ``TaskReport`` plus a dict of the large values the step
+replaced. Both are owned by the driver, so they outlive this worker process.
+
+A cancel (``ray.cancel``: Ctrl-C, a timeout) arrives as ``KeyboardInterrupt``. The
+task then commits its latest state to the actor and returns its report marked
+``stopped``, so the rollback sees what the step did up to that point.
 """
 
 from __future__ import annotations
@@ -14,15 +18,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
+from ray import cloudpickle
 
 from ray_backend import stored_fields
-from ray_backend.context_state import build_context, read_state
+from ray_backend.context_state import build_context
 from ray_backend.runtime_shipping import RuntimeSpec, activate
-from ray_backend.stored_fields import NEW_LARGE_VALUE, StoredField
+from ray_backend.task_report import TaskReport
 from ray_backend.worker_runtime import WorkerRuntime
+from ray_backend.worker_state import WorkerState
 from synapse_steps.attempt import run_execute
 from synapse_steps.result import StepResult
 from synapse_steps.step import BaseStep, rollback
+
+# How long a stopped task waits for the actor to take its final state.
+_FINAL_COMMIT_TIMEOUT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -45,47 +54,50 @@ def run_step(
     token: str,
     rollback_of: StepResult | None,
     reraise: tuple[type[BaseException], ...],
-) -> tuple[dict[str, Any], dict[str, Any]]:
+) -> tuple[TaskReport, dict[str, Any]]:
     node_id = ray.get_runtime_context().get_node_id()
     run.actor.started.remote(token, node_id)
     values = stored_fields.load(snapshot)
     runtime = WorkerRuntime(run.env, run.job_id, run.actor, token, run.flush_interval_s)
-    facing = run.runtime.build(runtime)
+    facing = run.runtime.build(runtime)  # the user's runtime context, reporting through ``runtime``
     ctx = build_context(run.context_cls, values, facing)
     runtime.logger.set_step(ctx.current_step, ctx.current_step_order)  # attribute logger calls to the step
-    meta: dict[str, Any] = {"node_id": node_id, "result": None, "error": None, "traceback": None}
+    state = WorkerState(snapshot, values, ctx)
+    report = TaskReport(node_id=node_id, fields={})
+    runtime.start_shipping(state.live)
     activate(facing)
     try:
         if mode == "execute":
-            meta["result"] = run_execute(step, ctx, reraise)
+            report.result = run_execute(step, ctx, reraise)
         else:
             try:
                 rollback(step, ctx, rollback_of)
-            except Exception as exc:  # noqa: BLE001 - reported to the driver, which records it
-                meta["error"] = f"{type(exc).__name__}: {exc}"
-                meta["traceback"] = traceback.format_exc()
+            except Exception as exc:  # noqa: BLE001 - the driver records it, as itself
+                report.error, report.traceback = _portable(exc), traceback.format_exc()
+    except KeyboardInterrupt:  # ray.cancel: a cooperative stop
+        report.stopped = True
     finally:
         activate(None)
-    fields, changed_large = _commit(snapshot, values, ctx)
-    meta["fields"] = fields
-    meta["events"] = runtime.take_pending()
-    meta["batches_sent"] = runtime.batches_sent
-    return meta, changed_large
+        runtime.stop_shipping()
+    if report.stopped:
+        try:
+            runtime.ship_now(_FINAL_COMMIT_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 - the report below carries the state too
+            pass
+    report.fields, changed_large = state.final()
+    report.events = runtime.take_pending()
+    report.batches_sent = runtime.batches_sent
+    return report, changed_large
 
 
-def _commit(
-    snapshot: dict[str, Any], loaded: dict[str, Any], ctx: Any
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split the context into small values and large values that changed."""
-    fields: dict[str, Any] = {}
-    changed_large: dict[str, Any] = {}
-    for name, value in read_state(ctx).items():
-        before = snapshot.get(name)
-        if isinstance(before, StoredField) and value is loaded.get(name) and stored_fields.is_immutable(value):
-            fields[name] = before
-        elif stored_fields.is_large(value):
-            fields[name] = NEW_LARGE_VALUE
-            changed_large[name] = value
-        else:
-            fields[name] = value
-    return fields, changed_large
+def _portable(exc: Exception) -> Exception:
+    """The exception itself if it survives a pickle round trip, else a stand-in with its text.
+
+    An exception whose ``__init__`` does not match its ``args`` cannot be unpickled on
+    the driver (Ray would hand back an ``UnserializableException``).
+    """
+    try:
+        cloudpickle.loads(cloudpickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001 - any pickling failure
+        return RuntimeError(f"{type(exc).__name__}: {exc}")

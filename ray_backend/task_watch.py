@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 import ray
 
+from ray_backend.task_report import TaskReport
+from synapse_steps.interrupts import InterruptGuard
 from synapse_steps.resources import StepResources
 
 # After a polite cancel, how long a step gets to stop before its worker is killed.
 _CANCEL_GRACE_S = 2.0
+# After a kill, how long to wait for Ray to confirm the task ended.
+_KILL_CONFIRM_S = 10.0
 
 
 class StartWatch:
@@ -62,14 +68,25 @@ def describe_request(resources: StepResources) -> str:
     return ", ".join(f"{k}={v}" for k, v in asked.items() if v)
 
 
-def stop_task(ref: ray.ObjectRef) -> None:
-    """Cancel politely; if the task is stuck (sleep, C code), kill its worker.
+def stop_task(ref: ray.ObjectRef, guard: InterruptGuard) -> TaskReport | None:
+    """Stop a step task and confirm it stopped; return its report if it stopped cooperatively.
 
-    Not recursive: a recursive cancel also drops the task's pending calls to the
-    context actor (its last events). Shards a step fanned out are cancelled by
-    the step itself as the interrupt unwinds it, or die with its worker.
+    First a polite cancel: ``KeyboardInterrupt`` in the step at its next bytecode,
+    after which the task commits its state and returns its report. A task stuck in
+    a ``time.sleep`` or C code, or one that swallows the interrupt, is killed after
+    ``_CANCEL_GRACE_S`` (at once if the user insists with a third signal), together
+    with the shard tasks it started. Only then may its rollback start.
     """
-    ray.cancel(ref, recursive=False)
-    if not ray.wait([ref], timeout=_CANCEL_GRACE_S)[0]:
-        ray.cancel(ref, force=True, recursive=False)
-        ray.wait([ref], timeout=_CANCEL_GRACE_S)
+    ray.cancel(ref, recursive=False)  # non-recursive: the step's own shard map stops its shards
+    deadline = time.monotonic() + _CANCEL_GRACE_S
+    done = False
+    while not done and time.monotonic() < deadline and not guard.abandon:
+        done = bool(ray.wait([ref], timeout=0.05)[0])
+    if not done:
+        ray.cancel(ref, force=True, recursive=True)
+        ray.wait([ref], timeout=_KILL_CONFIRM_S)
+    try:
+        value = ray.get(ref, timeout=0)
+    except Exception:  # noqa: BLE001 - cancelled or killed: no report
+        return None
+    return value if isinstance(value, TaskReport) else None

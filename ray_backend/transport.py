@@ -44,7 +44,7 @@ class ContextTransport:
         self.committed = snapshot
         return snapshot
 
-    def apply(self, fields: dict[str, Any], changed_ref: ray.ObjectRef) -> None:
+    def apply(self, fields: dict[str, Any], changed_ref: ray.ObjectRef | None) -> None:
         """Make the caller's context hold what a step committed."""
         resolved: dict[str, Any] = {}
         fetch: dict[str, StoredField] = {}

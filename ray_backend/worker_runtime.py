@@ -1,27 +1,36 @@
 """The ``runtime_ctx`` a step sees inside a Ray worker.
 
-Calls are buffered and shipped to the run's context actor as fire-and-forget
-batches at most every ``flush_interval_s``, so ``ctx.set_progress`` in a hot loop
-costs a dict write, not a round trip. A timer sends what is buffered when the step
-goes quiet (a long epoch after a progress call), so the driver never sees a stale
-value for longer than one interval. Only the latest progress per step is kept
-between flushes; events, messages and metrics are all kept, in order. What is
-still buffered when the step ends is returned with the step's result.
+Calls are buffered and shipped to the run's context actor by a shipping thread every
+``flush_interval_s``, so ``ctx.set_progress`` in a hot loop costs a locked dict write,
+not a round trip. Each shipment carries the events reported since the last one (in
+order; only the latest progress per step) and, when it changed, the step's context
+state, so the actor always holds the step's latest state, at most one interval old.
+``ctx.commit()`` ships at once and waits for the actor to have it. What is still
+buffered when the step ends is returned with the step's result.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import ray
 
 from ray_backend.shard_map import map_on_ray
+from synapse_steps.errors import StepsError
 from synapse_steps.fanout import ShardOptions
 from synapse_steps.runtime import RuntimeContext, RuntimeEvent
+
+StateSource = Callable[[], "dict[str, Any] | None"]
+
+# How long ``ctx.commit()`` waits for the context actor before it fails the step.
+_COMMIT_TIMEOUT_S = 30.0
+
+
+class CommitFailedError(StepsError, RuntimeError):
+    """``ctx.commit()`` could not reach the run's context actor."""
 
 
 class WorkerRuntime(RuntimeContext):
@@ -32,12 +41,14 @@ class WorkerRuntime(RuntimeContext):
         self._actor = actor
         self._token = token
         self._interval = flush_interval_s
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the buffers (step thread vs shipping thread)
+        self._ship_lock = threading.Lock()  # one shipment at a time, in order
         self._pending: list[RuntimeEvent] = []
         self._latest_progress: dict[str | None, tuple[float, float]] = {}
         self._last_progress: dict[str | None, tuple[float, float]] = {}
-        self._last_flush = time.monotonic()
-        self._timer: threading.Timer | None = None
+        self._state: StateSource | None = None
+        self._stop = threading.Event()
+        self._shipper: threading.Thread | None = None
         self.batches_sent = 0
 
     def set_progress(
@@ -46,23 +57,10 @@ class WorkerRuntime(RuntimeContext):
         """The hot path: a locked dict write; the event is only built when shipped."""
         with self._lock:
             self._latest_progress[step or category] = self._last_progress[step or category] = (current, total)
-            self._schedule_flush_locked()
 
     def _emit(self, event: RuntimeEvent) -> None:
         with self._lock:
             self._pending.append(event)
-            self._schedule_flush_locked()
-
-    def _schedule_flush_locked(self) -> None:
-        if self._timer is not None:
-            return  # a flush is already due within one interval
-        wait = self._interval - (time.monotonic() - self._last_flush)
-        if wait <= 0:
-            self._flush_locked()
-        else:
-            self._timer = threading.Timer(wait, self._flush_from_timer)
-            self._timer.daemon = True
-            self._timer.start()
 
     def map(
         self, fn: Callable[[Any], Any], items: Iterable[Any], options: ShardOptions, step: str | None = None
@@ -70,30 +68,57 @@ class WorkerRuntime(RuntimeContext):
         """Shards as Ray tasks (see ``shard_map``); progress follows finished shards."""
         return map_on_ray(fn, items, options, lambda done, total: self.set_progress(done, total, step))
 
+    def start_shipping(self, state: StateSource) -> None:
+        """Ship events and ``state()`` (None: unchanged) every interval until ``stop_shipping``."""
+        self._state = state
+        self._shipper = threading.Thread(target=self._ship_loop, name="synapse-steps-shipper", daemon=True)
+        self._shipper.start()
+
+    def stop_shipping(self) -> None:
+        self._stop.set()
+        if self._shipper is not None:
+            self._shipper.join(timeout=self._interval + 5.0)
+
+    def commit_context(self, context: Any) -> None:
+        """``ctx.commit()``: ship events and state now; return once the actor holds them."""
+        self.ship_now(_COMMIT_TIMEOUT_S)
+
+    def ship_now(self, timeout_s: float) -> None:
+        """Ship what is buffered and the current state, and wait (bounded) for the actor to have it."""
+        ref = self._ship()
+        if ref is None:
+            return
+        try:
+            ray.get(ref, timeout=timeout_s)
+        except (ray.exceptions.RayError, TimeoutError) as exc:
+            raise CommitFailedError(f"ctx.commit(): the run's context actor did not take the state ({exc})") from exc
+
     def take_pending(self) -> list[RuntimeEvent]:
-        """Stop the timer; return what was not sent, plus the final progress of every step.
+        """What was not shipped, plus the final progress of every step.
 
         The final values go back with the result even if a batch already carried them:
         a batch can be lost with the context actor, the result cannot.
         """
         with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
             self._latest_progress = dict(self._last_progress)
             return self._take_locked()
 
-    def _flush_from_timer(self) -> None:
-        with self._lock:
-            self._timer = None
-            self._flush_locked()
+    def _ship_loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._ship()
+            except Exception:  # noqa: BLE001 - the actor may be gone; the result still carries everything
+                logging.getLogger("synapse_steps.worker").debug("shipping to the context actor failed", exc_info=True)
 
-    def _flush_locked(self) -> None:
-        self._last_flush = time.monotonic()
-        events = self._take_locked()
-        if events:
-            self._actor.report.remote(self._token, events)
+    def _ship(self) -> ray.ObjectRef | None:
+        with self._ship_lock:
+            with self._lock:
+                events = self._take_locked()
+            state = self._state() if self._state is not None else None
+            if not events and state is None:
+                return None
             self.batches_sent += 1
+            return self._actor.report.remote(self._token, events, state)
 
     def _take_locked(self) -> list[RuntimeEvent]:
         progress = [

@@ -30,6 +30,8 @@ from synapse_steps.runtime import RuntimeContext, RuntimeEvent
 from synapse_steps.step import BaseStep, StepProtocol
 from synapse_steps.utility_steps import LoggingStep, TimingStep, ValidationStep
 
+__version__ = "0.1.0"
+
 # A library stays silent unless the application configures logging.
 logging.getLogger("synapse_steps").addHandler(logging.NullHandler())
 

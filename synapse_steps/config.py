@@ -15,14 +15,20 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-from contextvars import ContextVar
 from os import PathLike
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
+from pydantic_settings import (
+    BaseSettings,
+    JsonConfigSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
 
 from synapse_steps.errors import ConfigError, ExecutorUnavailableError, UnknownStepError
 from synapse_steps.executor import StepExecutor
@@ -42,6 +48,10 @@ class StepOptions(BaseModel):
     accelerator_type: str | None = Field(None, description="Ray accelerator type, e.g. 'A100'.")
     max_retries: int | None = Field(None, ge=-1, description="Re-runs after a worker crash; 0 by default.")
     timeout_s: float | None = Field(None, gt=0, description="Wall-clock limit for the step, queueing included.")
+    rollback_timeout_s: float | None = Field(
+        None, gt=0, description="Wall-clock limit for the step's rollback (default 300 s), separate from timeout_s."
+    )
+    rollback_retries: int | None = Field(None, ge=0, description="Re-runs of a rollback that raised or crashed; 0 by default.")
 
     def as_overrides(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
@@ -65,6 +75,9 @@ class RaySettings(BaseModel):
     )
     progress_interval_s: float = Field(0.1, gt=0, le=5, description="How often the driver reads worker progress.")
     connect_timeout_s: float = Field(5.0, gt=0, description="Fail fast when the cluster address does not answer.")
+    actor_timeout_s: float = Field(
+        10.0, gt=0, description="A context actor that does not answer within this many seconds is replaced."
+    )
 
 
 class ExecutorConfig(BaseSettings):
@@ -86,14 +99,25 @@ class ExecutorConfig(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Arguments in code > ``SYNAPSE_STEPS_*`` env vars > the config file > defaults."""
-        return (init_settings, env_settings, _FileSource(settings_cls))
+        """Arguments in code > ``SYNAPSE_STEPS_*`` env vars > the config file > defaults.
+
+        The file is whichever of ``yaml_file``, ``toml_file`` or ``json_file`` the model's
+        config names (``load_config`` sets one); pydantic-settings reads and parses it.
+        """
+        files = (
+            YamlConfigSettingsSource(settings_cls),
+            TomlConfigSettingsSource(settings_cls),
+            JsonConfigSettingsSource(settings_cls),
+        )
+        return (init_settings, env_settings, *files)
 
     def resources_for(self, step: BaseStep) -> StepResources:
         """Built-in defaults < config ``defaults`` < what the step declares < ``steps[name]``."""
         declared = declared_resources(step)
         builtin = StepResources()
-        own = {k: getattr(declared, k) for k in builtin.__dataclass_fields__ if getattr(declared, k) != getattr(builtin, k)}
+        own = {
+            k: getattr(declared, k) for k in builtin.__dataclass_fields__ if getattr(declared, k) != getattr(builtin, k)
+        }
         resolved = builtin.merged(self.defaults.as_overrides()).merged(own)
         override = self.steps.get(step.name)
         return resolved.merged(override.as_overrides()) if override else resolved
@@ -112,31 +136,57 @@ def load_config(path: str | PathLike[str] | None = None, **overrides: Any) -> Ex
     Raises ConfigError naming the offending field, e.g. ``ray.schedule_timeout_s``.
     """
     _reject_unknown_env_vars()
-    token = _FILE_DATA.set(_read_file(Path(path)) if path is not None else {})
+    settings_cls = ExecutorConfig if path is None else _reading(Path(path))
     try:
-        return ExecutorConfig(**overrides)
+        config = settings_cls(**overrides)
     except ValidationError as exc:
         where = f" in {path}" if path is not None else ""
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"invalid executor configuration{where}: {problems}") from None
     except SettingsError as exc:  # an env var that is not valid JSON for a nested field
         raise ConfigError(f"invalid executor configuration in SYNAPSE_STEPS_* environment variables: {exc}") from None
-    finally:
-        _FILE_DATA.reset(token)
+    except Exception as exc:  # noqa: BLE001 - the file's parser (YAML, TOML, JSON) failed
+        raise ConfigError(f"cannot parse config file {path}: {exc}") from None
+    if settings_cls is ExecutorConfig:
+        return config
+    # A plain ExecutorConfig, so the config pickles (to Ray workers) like any other.
+    return ExecutorConfig.model_construct(_fields_set=config.model_fields_set, **dict(config))
 
 
-# The file's values for the ``ExecutorConfig`` being built by ``load_config`` (if any).
-_FILE_DATA: ContextVar[dict[str, Any]] = ContextVar("synapse_steps_config_file", default={})
+_FILE_KEYS = {".toml": "toml_file", ".json": "json_file"}  # anything else is read as YAML
 
 
-class _FileSource(PydanticBaseSettingsSource):
-    """The config file as a settings source, ranked below environment variables."""
+def _reading(path: Path) -> type[ExecutorConfig]:
+    """``ExecutorConfig`` with ``path`` as its lowest-ranked source, read by pydantic-settings.
 
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return _FILE_DATA.get().get(field_name), field_name, False
+    pydantic-settings' file sources take their file from the model's config, so each
+    file gets a subclass naming it; ``settings_customise_sources`` ranks it below env.
+    The file must exist and hold a mapping (the sources would skip a missing file).
+    """
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    key = _FILE_KEYS.get(path.suffix, "yaml_file")
+    if head and key != "toml_file":
+        _require_mapping(path, key)
+    return type("ExecutorConfig", (ExecutorConfig,), {"model_config": {**ExecutorConfig.model_config, key: path}})
 
-    def __call__(self) -> dict[str, Any]:
-        return dict(_FILE_DATA.get())
+
+def _require_mapping(path: Path, key: str) -> None:
+    """A YAML or JSON file whose top level is a list would otherwise fail deep inside the source."""
+    try:
+        if key == "json_file":
+            data = json.loads(path.read_text())
+        else:
+            import yaml
+
+            data = yaml.safe_load(path.read_text())
+    except Exception as exc:  # noqa: BLE001 - any parser error is a config error
+        raise ConfigError(f"cannot parse config file {path}: {exc}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level, got {type(data).__name__}")
 
 
 def _reject_unknown_env_vars() -> None:
@@ -145,37 +195,12 @@ def _reject_unknown_env_vars() -> None:
     known = set(ExecutorConfig.model_fields)
     for name in os.environ:
         if name.upper().startswith(prefix):
-            field = name[len(prefix):].lower().split("__", 1)[0]
+            field = name[len(prefix) :].lower().split("__", 1)[0]
             if field not in known:
                 raise ConfigError(
                     f"environment variable {name} names no config field; known: "
                     + ", ".join(f"{prefix}{k.upper()}" for k in sorted(known))
                 )
-
-
-def _read_file(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    try:
-        if path.suffix == ".toml":
-            if sys.version_info >= (3, 11):
-                import tomllib
-            else:  # pragma: no cover - Python 3.10
-                import tomli as tomllib
-            data = tomllib.loads(text)
-        elif path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-    except Exception as exc:  # noqa: BLE001 - any parser error is a config error
-        raise ConfigError(f"cannot parse config file {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top level, got {type(data).__name__}")
-    return data
 
 
 def build_executor(config: ExecutorConfig, step_names: list[str]) -> StepExecutor:
@@ -184,7 +209,7 @@ def build_executor(config: ExecutorConfig, step_names: list[str]) -> StepExecuto
     if config.executor == "local":
         from synapse_steps.local_executor import LocalExecutor
 
-        return LocalExecutor()
+        return LocalExecutor(config)
     try:
         from ray_backend import RayExecutor
     except ImportError as exc:

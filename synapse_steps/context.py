@@ -51,6 +51,19 @@ class BaseStepContext:
         if set_step is not None:
             set_step(step_name, self.current_step_order)
 
+    def commit(self) -> None:
+        """Make this context's current state durable before going on.
+
+        Call it after each unit of work whose undo matters ("file 7 uploaded"): if
+        the step is then stopped or its worker crashes, its rollback sees at least
+        this state. In-process the context is always current; on Ray the state is
+        sent to the run's context actor synchronously (changes also reach it on
+        their own, at most ``ray.progress_interval_s`` old).
+        """
+        commit = getattr(self.runtime_ctx, "commit_context", None)
+        if callable(commit):
+            commit(self)
+
     def log(self, event: str, data: dict[str, Any], file: str | None = None, level: Any = LogLevel.INFO) -> None:
         self.runtime_ctx.log(event, data, file, level=LogLevel(level_name(level)))
 

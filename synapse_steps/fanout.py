@@ -3,8 +3,10 @@
 The step keeps one band of overall progress; each finished shard moves the step's
 own fraction (done / total), so shards aggregate into the band like a loop calling
 ``set_progress``. A failing shard fails the map: shards not yet started are
-cancelled, and the raised ``ShardFailedError`` carries ``rollback_data`` naming the
-shards that completed, which the failed step's ``rollback`` receives.
+cancelled, shards already running are waited for (stopped on Ray, finished in
+threads), and the raised ``ShardFailedError`` carries ``rollback_data`` naming every
+shard that completed — also those that finished after the failure — which the
+failed step's ``rollback`` receives.
 """
 
 from __future__ import annotations
@@ -62,6 +64,20 @@ def shard_failure(index: int, total: int, exc: BaseException, completed: dict[in
     )
 
 
+def _settle(pending: dict[Future[Any], int], results: dict[int, Any]) -> None:
+    """After a failure: cancel shards not started, wait for running ones, keep what they finished.
+
+    A thread cannot be stopped, so a running shard finishes; its output exists and
+    must be listed in ``completed_shards`` for the rollback to undo it.
+    """
+    for future in pending:
+        future.cancel()
+    wait(pending)
+    for future, index in pending.items():
+        if not future.cancelled() and future.exception() is None:
+            results[index] = future.result()
+
+
 def map_in_threads(
     fn: Callable[[Any], Any], items: Iterable[Any], options: ShardOptions, progress: ProgressSink
 ) -> list[Any]:
@@ -79,17 +95,21 @@ def map_in_threads(
                 if len(pending) >= limit:
                     return
 
-        top_up()
-        while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                index = pending.pop(future)
-                exc = future.exception()
-                if exc is not None:
-                    for other in pending:
-                        other.cancel()
-                    raise shard_failure(index, len(shards), exc, results) from exc
-                results[index] = future.result()
-                progress(len(results), len(shards))
+        try:
             top_up()
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index = pending.pop(future)
+                    exc = future.exception()
+                    if exc is not None:
+                        _settle(pending, results)
+                        raise shard_failure(index, len(shards), exc, results) from exc
+                    results[index] = future.result()
+                    progress(len(results), len(shards))
+                top_up()
+        except BaseException:
+            for future in pending:  # an interrupt: start nothing new (running shards finish on exit)
+                future.cancel()
+            raise
     return [results[i] for i in range(len(shards))]

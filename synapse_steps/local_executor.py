@@ -2,18 +2,67 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from typing import TYPE_CHECKING
+
 from synapse_steps.attempt import run_execute
 from synapse_steps.context import BaseStepContext
+from synapse_steps.errors import RollbackTimeoutError
 from synapse_steps.executor import StepExecutor
+from synapse_steps.resources import StepResources
 from synapse_steps.result import StepResult
-from synapse_steps.step import BaseStep, rollback
+from synapse_steps.step import BaseStep, declared_resources, rollback
+
+if TYPE_CHECKING:
+    from synapse_steps.config import ExecutorConfig
+
+# How often the waiting thread wakes while a rollback runs, so signals are handled promptly.
+_JOIN_SLICE_S = 0.05
 
 
 class LocalExecutor(StepExecutor):
-    """Zero-copy, in-process; step resources are ignored. The overhead baseline."""
+    """Zero-copy, in-process; step resources are ignored. The overhead baseline.
+
+    ``config`` (optional) supplies per-step rollback policies (``rollback_timeout_s``,
+    ``rollback_retries``) from the config file's ``defaults`` and ``steps``.
+    """
+
+    def __init__(self, config: ExecutorConfig | None = None) -> None:
+        self._config = config
+
+    def resources_for(self, step: BaseStep) -> StepResources:
+        return self._config.resources_for(step) if self._config is not None else declared_resources(step)
 
     def execute(self, step: BaseStep, context: BaseStepContext) -> StepResult:
         return run_execute(step, context)
 
     def rollback(self, step: BaseStep, context: BaseStepContext, result: StepResult) -> None:
-        rollback(step, context, result)
+        """Run the rollback on a helper thread so it is bounded by ``rollback_timeout_s``.
+
+        The caller's thread waits in short joins, so signals stay handled. A thread
+        cannot be killed: a rollback past its limit is reported as failed and may go
+        on running in the background (on Ray it is stopped).
+        """
+        limit = self.resources_for(step).rollback_timeout_s
+        raised: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                rollback(step, context, result)
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                raised.append(exc)
+
+        worker = threading.Thread(target=run, name=f"synapse-steps-rollback-{step.name}", daemon=True)
+        deadline = time.monotonic() + limit
+        worker.start()
+        while worker.is_alive():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RollbackTimeoutError(
+                    f"rollback of step '{step.name}' did not finish within {limit:g}s (rollback_timeout_s); "
+                    "an in-process rollback cannot be stopped and may still be running"
+                )
+            worker.join(min(_JOIN_SLICE_S, remaining))
+        if raised:
+            raise raised[0]

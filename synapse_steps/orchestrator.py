@@ -1,4 +1,12 @@
-"""Runs a registry's steps in order with weighted progress and reverse rollback."""
+"""Runs a registry's steps in order with weighted progress and reverse rollback.
+
+The rollback is an exit stack (``contextlib.ExitStack``): every step that was
+dispatched is undone, last first, one at a time, whatever ended the run — a failed
+step, an interrupt (between steps, in a hook, in a callback, during start-up), a
+callback that raised. A rollback that fails is recorded and the rest still run;
+signals during the rollback do not cut it short (see ``interrupts``) unless the
+user insists, and then the run says exactly what was not undone.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +15,13 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from os import PathLike
-from typing import Any, Generic, NoReturn, TypeVar
+from typing import Any, Generic, TypeVar
 
 from synapse_steps.config import ExecutorConfig, build_executor, load_config
 from synapse_steps.context import BaseStepContext
-from synapse_steps.errors import StepFailedError
+from synapse_steps.errors import CallbackError, RollbackIncompleteError, StepFailedError
 from synapse_steps.executor import StepExecutor
-from synapse_steps.interrupts import sigterm_as_interrupt
+from synapse_steps.interrupts import InterruptGuard, RollbackAbandoned, guarded_run
 from synapse_steps.local_executor import LocalExecutor
 from synapse_steps.progress import ProgressCallback, WeightedProgress, validate_weights
 from synapse_steps.registry import StepRegistry
@@ -30,13 +38,28 @@ class StepRecord:
     """What happened to one step in the last run, for summaries (CLI table, logs).
 
     ``status``: ``pending`` (never reached), ``running``, ``succeeded``, ``skipped``
-    or ``failed``; ``rollback``: ``None`` (not rolled back), ``done`` or ``failed``.
+    or ``failed``. ``duration_s`` covers the step alone, never its rollback.
+    ``rollback``: ``None`` (no rollback reached this step), ``done``, ``failed``
+    (``rollback_error`` holds the exception; from a Ray worker its ``__cause__`` is
+    the worker's traceback), ``not needed`` (the step never started, so there is
+    nothing to undo) or ``not run`` (the rollback was abandoned before it got here).
     """
 
     name: str
     status: str = "pending"
     duration_s: float | None = None
     rollback: str | None = None
+    rollback_error: BaseException | None = None
+    rollback_duration_s: float | None = None
+
+
+class _StepFailure(Exception):
+    """Internal: step ``order`` failed with ``result``; unwinding starts."""
+
+    def __init__(self, order: int, result: StepResult) -> None:
+        super().__init__(order, result)
+        self.order = order
+        self.result = result
 
 
 class Orchestrator(Generic[C]):
@@ -68,7 +91,11 @@ class Orchestrator(Generic[C]):
         self._before_step = before_step
         self._executor = executor if executor is not None else self._default_executor()
         self._tracker = WeightedProgress([])
-        self._executed: list[tuple[int, BaseStep[C], StepResult]] = []
+        self._steps: list[BaseStep[C]] = []
+        self._results: dict[int, StepResult] = {}
+        self._dispatched: list[int] = []
+        self._callback_fault: CallbackError | None = None
+        self._guard_reason = "interrupted"
         self.records: list[StepRecord] = []
 
     @classmethod
@@ -97,7 +124,7 @@ class Orchestrator(Generic[C]):
         """
         config = load_config()
         if config.executor == "local":
-            return LocalExecutor()
+            return LocalExecutor(config)
         return build_executor(config, self._registry.get_step_names())
 
     @property
@@ -118,66 +145,105 @@ class Orchestrator(Generic[C]):
         return self._tracker.overall
 
     def execute(self) -> dict[str, Any]:
-        """Run every step. Returns a summary; raises StepFailedError after rolling back."""
-        ctx = self._context
-        steps = self._registry.get_steps()
-        self._tracker = WeightedProgress(validate_weights(steps), self._progress_callback)
-        self._executed = []
-        self.records = [StepRecord(step.name) for step in steps]
-        subscribe = getattr(ctx.runtime_ctx, "subscribe", None)  # optional: synapse-sdk's runtime has none
-        unsubscribe = subscribe(self._on_event) if subscribe is not None else None
+        """Run every step. Returns a summary.
+
+        Raises ``StepFailedError`` after rolling back, ``KeyboardInterrupt`` (Ctrl-C,
+        SIGTERM, SIGHUP) after rolling back, or ``RollbackIncompleteError`` when the
+        rollback was abandoned by a third signal.
+        """
+        runtime = self._context.runtime_ctx
+        self._steps = self._registry.get_steps()
+        self._tracker = WeightedProgress(validate_weights(self._steps), self._notify_progress)
+        self._results = {}
+        self._dispatched = []
+        self._callback_fault = None
+        if hasattr(runtime, "callback_error"):
+            runtime.callback_error = None
+        self.records = [StepRecord(step.name) for step in self._steps]
+        subscribe = getattr(runtime, "subscribe", None)  # optional: any runtime with the SDK's interface runs
+        unsubscribe = subscribe(self._on_event) if callable(subscribe) else None
         try:
-            self._run_all(steps)
+            with guarded_run() as guard:
+                self._run_all(guard)
         finally:
             if unsubscribe is not None:
                 unsubscribe()
-        return {"success": True, "steps_executed": len(self._executed), "steps_total": len(steps)}
+        return {"success": True, "steps_executed": len(self._dispatched), "steps_total": len(self._steps)}
 
-    def _run_all(self, steps: list[BaseStep[C]]) -> None:
+    def _run_all(self, guard: InterruptGuard) -> None:
         ctx = self._context
-        self._executor.open(ctx, steps)  # may start Ray, which installs its own SIGTERM handler
         try:
-            with sigterm_as_interrupt():
-                for order, step in enumerate(steps):
-                    ctx._set_current_step(step.name, order)
-                    self._tracker.begin(order)
-                    self._run_one(step, order)
-                    self._tracker.finish(order)
+            self._executor.open(ctx, self._steps)  # may start Ray: an interrupt here has nothing to undo
+            guard.install()  # again: ray.init installs handlers of its own
+            for order, step in enumerate(self._steps):
+                self._raise_if_interrupted(guard)
+                ctx._set_current_step(step.name, order)
+                self._tracker.begin(order)
+                self._run_one(step, order)
+            self._raise_if_interrupted(guard)
+        except BaseException as failure:  # noqa: BLE001 - every way out of the loop unwinds
+            self._unwind(failure, guard)
         finally:
             ctx._set_current_step(None)
             self._executor.close()
 
+    @staticmethod
+    def _raise_if_interrupted(guard: InterruptGuard) -> None:
+        """A signal whose ``KeyboardInterrupt`` was swallowed (by a hook, say) still ends the run."""
+        if guard.interrupted:
+            raise KeyboardInterrupt(guard.reason)
+
     def _run_one(self, step: BaseStep[C], order: int) -> None:
-        ctx = self._context
         record = self.records[order]
         record.status = "running"
+        self._lifecycle(step.name, "started")
         started = time.monotonic()
         try:
-            skip = self._before_running(step, order)
-            if skip:
-                self._record(order, step, StepResult(success=True, skipped=True))
-                return
-            try:
-                result = self._executor.execute(step, ctx)
-            except KeyboardInterrupt as interrupt:
-                error = f"interrupted while the step was running ({interrupt or 'Ctrl-C'})"
-                self._record(order, step, StepResult(success=False, error=error))
-                self._fail(step, ctx.step_results[-1], interrupt)
-            except Exception as exc:  # noqa: BLE001 - an executor fault fails the step; we still roll back
-                error = f"executor error: {type(exc).__name__}: {exc}"
-                result = StepResult(success=False, error=error, traceback=traceback.format_exc())
-            self._record(order, step, result)
-            if not result.success:
-                self._fail(step, result)
+            if self._before_running(step, order):
+                result = StepResult(success=True, skipped=True)
+            else:
+                self._dispatched.append(order)  # from here on, a failure rolls this step back
+                try:
+                    result = self._executor.execute(step, self._context)
+                except Exception as exc:  # noqa: BLE001 - a callback or executor fault fails the step
+                    result = self._fault_result(exc)
+            fault = self._fault()
+            if fault is not None:
+                result = self._fault_result(fault, keep=result)
+            if result.success:
+                try:
+                    self._tracker.finish(order)
+                except CallbackError as exc:
+                    result = self._fault_result(exc, keep=result)
         finally:
             record.duration_s = time.monotonic() - started
+        self._keep(order, result)
+        if not result.success:
+            raise _StepFailure(order, result)
 
-    def _record(self, order: int, step: BaseStep[C], result: StepResult, executed: bool = True) -> None:
-        """Keep a step's result; a step that ran (or started) is rolled back on failure."""
+    def _keep(self, order: int, result: StepResult) -> None:
         self._context.step_results.append(result)
-        self.records[order].status = "skipped" if result.skipped else "succeeded" if result.success else "failed"
-        if executed and not result.skipped:
-            self._executed.append((order, step, result))
+        self._results[order] = result
+        status = "skipped" if result.skipped else "succeeded" if result.success else "failed"
+        self.records[order].status = status
+        self._lifecycle(self.records[order].name, status, error=result.error)
+
+    def _fault(self) -> CallbackError | None:
+        """The first callback or subscriber that raised during this run (even if a step swallowed it)."""
+        subscriber_fault = getattr(self._context.runtime_ctx, "callback_error", None)
+        return self._callback_fault or (subscriber_fault if isinstance(subscriber_fault, CallbackError) else None)
+
+    def _fault_result(self, exc: BaseException, keep: StepResult | None = None) -> StepResult:
+        """A failed result naming a driver-side fault (callback) or an executor error."""
+        if isinstance(exc, CallbackError):
+            error = str(exc)
+        else:
+            error = f"executor error: {type(exc).__name__}: {exc}"
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        previous = keep or StepResult()
+        return StepResult(
+            success=False, error=error, traceback=text, data=previous.data, rollback_data=previous.rollback_data
+        )
 
     def _before_running(self, step: BaseStep[C], order: int) -> bool:
         """Run the ``before_step`` hook and the skip check; an error in either fails the step."""
@@ -191,35 +257,134 @@ class Orchestrator(Generic[C]):
         except Exception as exc:  # noqa: BLE001 - fails this step the way execute would
             error = f"{stage} raised {type(exc).__name__}: {exc}"
             result = StepResult(success=False, error=error, traceback=traceback.format_exc())
-            self._record(order, step, result, executed=False)
-            self._fail(step, result)
+            self.records[order].rollback = "not needed"  # it never ran
+            self._keep(order, result)
+            raise _StepFailure(order, result) from None
 
-    def _fail(self, step: BaseStep[C], result: StepResult, interrupt: KeyboardInterrupt | None = None) -> NoReturn:
-        """Roll back, then raise (re-raising Ctrl-C as itself)."""
+    def _unwind(self, failure: BaseException, guard: InterruptGuard) -> None:
+        """Roll back every dispatched step, last first; then raise the run's outcome."""
         self._tracker.halt()
-        rollback_errors = self._rollback()
-        if interrupt is not None:
-            raise interrupt
-        message = f"Step '{step.name}' failed: {result.error}"
-        if rollback_errors:
-            message += f" ({len(rollback_errors)} rollback(s) failed: {'; '.join(rollback_errors)})"
-        raise StepFailedError(message, step.name, result, rollback_errors)
-
-    def _rollback(self) -> list[str]:
-        """Undo executed steps last-first; a failing rollback is recorded, the rest still run."""
-        ctx = self._context
+        guard.unwinding()
+        self._guard_reason = guard.reason
+        self._close_interrupted_step(failure, guard)
         errors: list[str] = []
-        for order, step, result in reversed(self._executed):
-            ctx._set_current_step(step.name, order)
+        exceptions: list[BaseException] = []
+        not_run: list[str] = []
+        abandoned: str | None = None
+        for order in reversed(self._dispatched):
+            step, record = self._steps[order], self.records[order]
+            if guard.abandon or isinstance(failure, RollbackAbandoned) or abandoned is not None:
+                record.rollback = "not run"
+                not_run.append(step.name)
+                self._lifecycle(step.name, "rollback_not_run")
+                continue
+            if self._executor.never_started(step):
+                record.rollback = "not needed"
+                self._lifecycle(step.name, "rollback_not_needed")
+                continue
             try:
-                self._executor.rollback(step, ctx, result)
-                self.records[order].rollback = "done"
-            except Exception as exc:  # noqa: BLE001 - best effort: keep unwinding
-                message = f"Rollback failed for step '{step.name}': {exc}"
-                ctx.errors.append(message)
-                errors.append(message)
-                self.records[order].rollback = "failed"
-        return errors
+                self._rollback_one(step, order, errors, exceptions)
+            except (RollbackAbandoned, KeyboardInterrupt) as exc:
+                # While unwinding, signals are never raised as interrupts: a KeyboardInterrupt
+                # here is the abandon signal as Ray's C++ wait re-raises it (message lost).
+                guard.abandon = True
+                record.rollback, record.rollback_error = "failed", exc
+                abandoned = step.name
+                self._lifecycle(step.name, "rollback_failed", error=str(exc))
+        self._raise_outcome(failure, abandoned, not_run, errors, exceptions)
+
+    def _close_interrupted_step(self, failure: BaseException, guard: InterruptGuard) -> None:
+        """A step still ``running`` was cut off by an interrupt: give it a failed result."""
+        for order, record in enumerate(self.records):
+            if record.status != "running":
+                continue
+            dispatched = order in self._dispatched
+            where = "while the step was running" if dispatched else "before the step started"
+            reason = str(failure) if isinstance(failure, (KeyboardInterrupt, RollbackAbandoned)) else ""
+            result = StepResult(success=False, error=f"interrupted {where} ({reason or guard.reason})")
+            if not dispatched:
+                record.rollback = "not needed"
+            self._keep(order, result)
+
+    def _rollback_one(self, step: BaseStep[C], order: int, errors: list[str], exceptions: list[BaseException]) -> None:
+        """One step's rollback under its policy: up to ``1 + rollback_retries`` tries."""
+        ctx, record = self._context, self.records[order]
+        ctx._set_current_step(step.name, order)
+        self._lifecycle(step.name, "rollback_started")
+        tries = 1 + self._executor.resources_for(step).rollback_retries
+        started = time.monotonic()
+        last: Exception | None = None
+        try:
+            for _ in range(tries):
+                try:
+                    self._executor.rollback(step, ctx, self._results[order])
+                except Exception as exc:  # noqa: BLE001 - best effort: keep unwinding
+                    last = exc
+                else:
+                    last = None
+                    break
+        finally:
+            record.rollback_duration_s = time.monotonic() - started
+        if last is None:
+            record.rollback = "done"
+            self._lifecycle(step.name, "rollback_done")
+            return
+        message = f"Rollback failed for step '{step.name}': {last}"
+        ctx.errors.append(message)
+        errors.append(message)
+        exceptions.append(last)
+        record.rollback, record.rollback_error = "failed", last
+        self._lifecycle(step.name, "rollback_failed", error=str(last))
+
+    def _raise_outcome(
+        self,
+        failure: BaseException,
+        abandoned: str | None,
+        not_run: list[str],
+        errors: list[str],
+        exceptions: list[BaseException],
+    ) -> None:
+        cause: BaseException = failure
+        if isinstance(failure, _StepFailure):
+            name = self._steps[failure.order].name
+            cause = StepFailedError(
+                f"Step '{name}' failed: {failure.result.error}", name, failure.result, errors, exceptions
+            )
+        if abandoned is not None or not_run:
+            undone = ([abandoned] if abandoned else []) + not_run
+            what = "a step failure" if isinstance(cause, StepFailedError) else f"an interrupt ({cause})"
+            raise RollbackIncompleteError(
+                f"rollback incomplete: abandoned by a third signal after {what}; not undone: {', '.join(undone)}",
+                not_run,
+                abandoned,
+                cause,
+            ) from cause
+        if cause is failure:
+            if isinstance(failure, KeyboardInterrupt) and not failure.args:
+                failure.args = (self._guard_reason,)  # Ray's C++ wait re-raises a bare KeyboardInterrupt
+            raise failure
+        raise cause from None
+
+    def _notify_progress(self, current: int, total: int) -> None:
+        if self._progress_callback is None:
+            return
+        try:
+            self._progress_callback(current, total)
+        except Exception as exc:
+            self._callback_fault = self._callback_fault or CallbackError(
+                f"progress_callback raised {type(exc).__name__}: {exc}"
+            )
+            raise self._callback_fault from exc
+
+    def _lifecycle(self, step: str, phase: str, **data: Any) -> None:
+        """Tell subscribers what happened to a step; a subscriber that raises fails the run later."""
+        record = getattr(self._context.runtime_ctx, "record", None)
+        if not callable(record):
+            return
+        try:
+            record(RuntimeEvent("step", step, {"phase": phase, **data}))
+        except CallbackError as exc:
+            self._callback_fault = self._callback_fault or exc
 
     def _on_event(self, event: RuntimeEvent) -> None:
         ctx = self._context

@@ -59,8 +59,8 @@ class WeightedProgress:
 
     def update(self, order: int, current: float, total: float) -> None:
         """Move inside step ``order``'s band; ignored unless that step is running."""
-        if order != self._running or not total or total <= 0:
-            return
+        if order != self._running or not (math.isfinite(current) and math.isfinite(total)) or total <= 0:
+            return  # not finite: ignored (RuntimeContext warns); never NaN progress
         fraction = min(max(current / total, 0.0), 1.0)
         self._advance(self._done + self._weights[order] * fraction)
 

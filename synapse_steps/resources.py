@@ -7,6 +7,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 
+# A rollback that has not finished after this long is stopped and recorded as failed.
+DEFAULT_ROLLBACK_TIMEOUT_S = 300.0
+
+
 @dataclass(frozen=True)
 class StepResources:
     """Resources, retries and time limit for one step.
@@ -15,7 +19,10 @@ class StepResources:
     upload uploads twice), no time limit. ``retry_exceptions`` is ``False``, ``True``
     or a tuple of exception classes that may be retried. ``timeout_s`` bounds the
     whole step including queueing, so a step that asks for resources no node has
-    fails instead of waiting forever.
+    fails instead of waiting forever. It does not bound the step's rollback:
+    ``rollback_timeout_s`` does (default ``DEFAULT_ROLLBACK_TIMEOUT_S``, counted from the
+    rollback's start), and a rollback that raises or crashes is tried again up to
+    ``rollback_retries`` times.
     """
 
     num_cpus: float = 1.0
@@ -26,6 +33,8 @@ class StepResources:
     max_retries: int = 0
     retry_exceptions: bool | tuple[type[BaseException], ...] = False
     timeout_s: float | None = None
+    rollback_timeout_s: float = DEFAULT_ROLLBACK_TIMEOUT_S
+    rollback_retries: int = 0
 
     def __post_init__(self) -> None:
         for name in ("num_cpus", "num_gpus"):
@@ -41,6 +50,12 @@ class StepResources:
             raise ValueError(f"max_retries must be >= 0 (or -1 for unlimited), got {self.max_retries!r}")
         if self.timeout_s is not None and not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
             raise ValueError(f"timeout_s must be a positive number of seconds, got {self.timeout_s!r}")
+        if not (math.isfinite(self.rollback_timeout_s) and self.rollback_timeout_s > 0):
+            raise ValueError(
+                f"rollback_timeout_s must be a positive number of seconds, got {self.rollback_timeout_s!r}"
+            )
+        if self.rollback_retries < 0:
+            raise ValueError(f"rollback_retries must be >= 0, got {self.rollback_retries!r}")
 
     def merged(self, overrides: dict[str, Any]) -> StepResources:
         """A copy with the given fields replaced (None values are ignored)."""

@@ -11,6 +11,7 @@ replays them here in order. The method names and parameters are synapse-sdk's
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 import warnings
 from collections.abc import Callable, Iterable
@@ -19,17 +20,24 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from synapse_steps.environment import RunEnvironment
+from synapse_steps.errors import CallbackError
 from synapse_steps.fanout import ShardOptions, map_in_threads
 from synapse_steps.messages import level_name, resolve_message
 from synapse_steps.run_logger import RunLogger
 
-EventKind = Literal["event", "progress", "metrics", "message"]
+EventKind = Literal["event", "progress", "metrics", "message", "step"]
 Subscriber = Callable[["RuntimeEvent"], None]
 
 
 @dataclass(frozen=True)
 class RuntimeEvent:
-    """One thing a step reported. ``step`` is the category (the running step unless the call named one)."""
+    """One thing a step reported. ``step`` is the category (the running step unless the call named one).
+
+    Kind ``step`` is the orchestrator's own lifecycle event (``data["phase"]``:
+    started, succeeded, failed, skipped, rollback_started, rollback_done,
+    rollback_failed, rollback_not_needed, rollback_not_run); it goes to subscribers
+    only, not into ``events``.
+    """
 
     kind: EventKind
     step: str | None
@@ -50,7 +58,9 @@ class RuntimeContext:
     ``client``, ``v2_client``, ``agent_client``, ``checkpoint`` and ``language`` are the
     SDK's fields. ``events`` keeps logged events, messages and metrics in arrival
     order; progress is kept only as the latest value per step in ``progress`` (a hot
-    loop may report it 100,000 times). ``subscribe`` lets a caller watch every event.
+    loop may report it 100,000 times); a progress value that is not a finite number is
+    dropped with a warning. ``subscribe`` lets a caller watch every event live; a
+    subscriber that raises fails the run (``callback_error`` keeps the first such error).
 
     On Ray every attribute (these and any you add) is pickled to the step's worker,
     and what steps report there comes back here in order. An attribute that cannot be
@@ -90,6 +100,7 @@ class RuntimeContext:
         self.events: list[RuntimeEvent] = []
         self.progress: dict[str | None, tuple[float, float]] = {}
         self.metrics: dict[str | None, dict[str, Any]] = {}
+        self.callback_error: CallbackError | None = None
         self._subscribers: list[Subscriber] = []
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
@@ -165,6 +176,13 @@ class RuntimeContext:
         """Apply ``fn`` to every item in parallel, in this process (threads); see ``fanout``."""
         return map_in_threads(fn, items, options, lambda done, total: self.set_progress(done, total, step))
 
+    def commit_context(self, context: Any) -> None:
+        """Make ``context``'s current state durable now (``ctx.commit()``).
+
+        In-process the context object is the state, so there is nothing to send; a
+        worker's runtime on Ray overrides this to commit to the run's context actor.
+        """
+
     def _language(self, override: str | None) -> str:
         return override or self.language or self.env.get_str("SYNAPSE_LANGUAGE", "en") or "en"
 
@@ -172,16 +190,36 @@ class RuntimeContext:
         self.record(event)
 
     def record(self, event: RuntimeEvent) -> None:
-        """Store an event and notify subscribers; also the entry point for replayed events."""
+        """Store an event and notify subscribers; also the entry point for replayed events.
+
+        Raises ``CallbackError`` when a subscriber raised (after notifying the others).
+        """
         if event.kind == "progress":
-            self.progress[event.step] = (event.data["current"], event.data["total"])
-        else:
+            current, total = event.data["current"], event.data["total"]
+            if not _finite(current) or not _finite(total):
+                self.log_sink.warning(
+                    "ignored progress %r/%r for step %s: not a finite number", current, total, event.step
+                )
+                return
+            self.progress[event.step] = (current, total)
+        elif event.kind != "step":
             if event.kind == "metrics":
                 self.metrics.setdefault(event.step, {}).update(event.data)
             self.events.append(event)
             self._log(event)
+        failure: CallbackError | None = None
         for callback in list(self._subscribers):
-            callback(event)
+            try:
+                callback(event)
+            except CallbackError as exc:
+                failure = failure or exc
+            except Exception as exc:  # noqa: BLE001 - named, then raised: a broken subscriber fails the run
+                error = CallbackError(f"event subscriber {_name_of(callback)} raised {type(exc).__name__}: {exc}")
+                error.__cause__ = exc
+                failure = failure or error
+        if failure is not None:
+            self.callback_error = self.callback_error or failure
+            raise failure
 
     def _log(self, event: RuntimeEvent) -> None:
         level = logging.getLevelName(event.level.upper())
@@ -189,3 +227,14 @@ class RuntimeContext:
             level = logging.INFO
         label = event.name or event.kind
         self.log_sink.log(level, "%s [%s] %s", label, event.step or "-", event.data)
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(value)
+    except TypeError:
+        return False
+
+
+def _name_of(callback: Any) -> str:
+    return getattr(callback, "__qualname__", None) or repr(callback)

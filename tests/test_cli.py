@@ -4,8 +4,10 @@ example on both executors (real Ray, started by the subprocess itself)."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -19,6 +21,17 @@ TRAIN = f"{ROOT / 'examples' / 'train' / 'action.py'}:DigitsTrainAction"
 TRAIN_RAY_CONFIG = str(ROOT / "examples" / "train" / "ray.yaml")
 
 pytestmark = pytest.mark.timeout(180)
+
+STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"  # the UTC time that starts each plain output line
+
+
+def _installed() -> bool:
+    try:
+        importlib.metadata.version("synapse-steps")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
 
 # A small action written to a file, so the tests also cover ``path/to/file.py:Class`` targets.
 # The first step writes to file descriptor 1 and prints, as Ray and chatty libraries do.
@@ -123,12 +136,13 @@ def test_run_success_exits_0_with_a_summary_table(small_action, tmp_path):
     proc = cli("run", small_action, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "100%" in out
+    assert re.search(rf"^{STAMP} run succeeded at 100% after [0-9.]+ s$", out, re.M), out
     for step in ("prepare", "work", "finish"):
         assert any(step in line and "succeeded" in line and "local" in line for line in out.splitlines()), out
     assert "✓ succeeded: 3/3 steps" in out
     assert "preparing done" in out  # step messages show above the bar
     assert "metrics [work] done=4" in out
+    assert "result [work] done=4" in out  # each step's result data, e.g. the train example's model path
 
 
 def test_run_failure_exits_1_with_the_rollback_summary(small_action):
@@ -166,15 +180,16 @@ def test_json_stdout_holds_only_json_events(small_action):
         ("finish", "running"),
         ("finish", "succeeded"),
     ]
-    assert {
-        "event": "log",
+    [log] = [e for e in events if e["event"] == "log"]
+    assert {k: log[k] for k in ("step", "name", "level", "data", "file")} == {
         "step": "prepare",
         "name": "prepared",
         "level": "info",
         "data": {"count": 4},
         "file": None,
-    } in events
-    assert {"event": "message", "step": "prepare", "level": "info", "message": "preparing done"} in events
+    }
+    [message] = [e for e in events if e["event"] == "message"]
+    assert (message["step"], message["level"], message["message"]) == ("prepare", "info", "preparing done")
     assert [e["data"]["done"] for e in events if e["event"] == "metrics"] == [1, 2, 3, 4]
 
     end = events[-1]
@@ -218,7 +233,7 @@ def test_params_from_file_and_flags_are_merged_and_validated(small_action, tmp_p
 
     bad = cli("run", small_action, "--param", "count=0", "--param", "fail=maybe")
     assert bad.returncode == 2
-    assert "params.count: Input should be greater than or equal to 1 (got 0)" in bad.stderr
+    assert "params.count: Input should be greater than or equal to 1 (got '0')" in bad.stderr
     assert "params.fail: Input should be 'none' or 'work' (got 'maybe')" in bad.stderr
     assert bad.stdout == ""  # nothing ran, no live view
 
@@ -237,6 +252,7 @@ def test_bad_targets_exit_2_with_what_to_write(tmp_path):
     assert no_colon.returncode == 2 and "must be 'package.module:ClassName'" in no_colon.stderr
 
 
+@pytest.mark.skipif(not _installed(), reason="synapse-steps is not pip-installed here (CI installs it)")
 def test_console_script_is_installed():
     script = Path(sys.executable).with_name("synapse-steps")
     proc = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60, check=False)
@@ -261,7 +277,7 @@ def test_validate_reports_every_problem_naming_the_field(tmp_path):
     proc = cli("validate", TRAIN, "--config", str(config), "--param", "epochs=0")
     assert proc.returncode == 2
     assert "executor: Input should be 'local' or 'ray'" in proc.stdout
-    assert "params.epochs: Input should be greater than or equal to 1 (got 0)" in proc.stdout
+    assert "params.epochs: Input should be greater than or equal to 1 (got '0')" in proc.stdout
     assert "invalid: 2 problems" in proc.stdout
 
 
@@ -339,3 +355,247 @@ def test_train_example_runs_on_ray(tmp_path):
     summary = _check_train_run(proc, out, "ray")
     nodes = {s["node"] for s in summary["steps"]}
     assert len(nodes) == 1 and len(nodes.pop()) == 56  # every step ran as a task on the one local node
+
+
+# --- params typed by the model, help from the model ---------------------------------------
+
+TYPED_SOURCE = textwrap.dedent(
+    """
+    from pydantic import BaseModel, Field
+
+    from synapse_steps import BaseStep, BaseTrainAction, StepResult
+
+
+    class Params(BaseModel):
+        name: str = Field("run", description="A label kept exactly as typed.")
+        version: str = Field("1.0", description="Release string, not a number.")
+        id: str = Field("000", description="Zero-padded identifier.")
+        retries: int = Field(1, ge=0, description="How often to retry.")
+        tags: list[str] = Field(default_factory=list, description="Labels, as a JSON list.")
+
+
+    class Echo(BaseStep):
+        name = "echo"
+        progress_weight = 1
+
+        def execute(self, ctx):
+            ctx.log("seen", {k: [v, type(v).__name__] for k, v in ctx.params.items()})
+            return StepResult()
+
+
+    class TypedAction(BaseTrainAction[Params]):
+        def setup_steps(self, registry):
+            registry.register(Echo())
+    """
+)
+
+
+@pytest.fixture
+def typed_action(tmp_path: Path) -> str:
+    path = tmp_path / "typed_action.py"
+    path.write_text(TYPED_SOURCE)
+    return f"{path}:TypedAction"
+
+
+def _seen(proc: subprocess.CompletedProcess) -> dict[str, list[Any]]:
+    assert proc.returncode == 0, proc.stderr
+    [log] = [e for e in json_events(proc) if e["event"] == "log" and e["name"] == "seen"]
+    return log["data"]
+
+
+def test_strings_stay_strings_and_numbers_are_parsed_by_the_model(typed_action):
+    proc = cli(
+        "run", typed_action, "--json", "--param", "name=yes", "--param", "version=1.10", "--id", "007",
+        "--param", "retries=007", "--tags", '["a", "b"]',
+    )  # fmt: skip
+    assert _seen(proc) == {
+        "name": ["yes", "str"],
+        "version": ["1.10", "str"],
+        "id": ["007", "str"],
+        "retries": [7, "int"],
+        "tags": [["a", "b"], "list"],
+    }
+
+
+def test_a_params_file_and_model_options_layer_in_order(typed_action, tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("name: from-file\nretries: 3\n")
+    proc = cli("run", typed_action, "--json", "--params", str(params), "--param", "retries=4", "--retries", "5")
+    seen = _seen(proc)
+    assert seen["name"] == ["from-file", "str"] and seen["retries"] == [5, "int"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--param", "nmae=x"], "unknown param 'nmae' in --param: did you mean 'name'? the params are name, version"),
+        (["--param", "retires=2"], "unknown param 'retires' in --param: did you mean 'retries'?"),
+        (["--param", "zzz=1"], "unknown param 'zzz' in --param: the params are name, version, id, retries, tags"),
+    ],
+)
+def test_an_unknown_param_exits_2_naming_it_and_the_closest_one(typed_action, args, message):
+    proc = cli("run", typed_action, *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert proc.stdout == ""  # nothing ran
+
+
+def test_an_unknown_key_in_a_params_file_is_an_error_too(typed_action, tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("retrys: 3\n")
+    proc = cli("run", typed_action, "--params", str(params))
+    assert proc.returncode == 2
+    assert f"unknown param 'retrys' in params file {params}: did you mean 'retries'?" in proc.stderr
+
+
+def test_an_unknown_option_is_a_usage_error_with_a_suggestion(typed_action):
+    proc = cli("run", typed_action, "--retires", "2")
+    assert proc.returncode == 2
+    assert "No such option '--retires'" in proc.stderr and "'--retries'" in proc.stderr
+
+
+def test_a_list_param_that_is_not_json_names_the_param(typed_action):
+    proc = cli("run", typed_action, "--param", "tags=a,b")
+    assert proc.returncode == 2
+    assert "param 'tags' takes JSON (JSON)" in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_target_help_lists_every_param_with_type_default_and_description(typed_action, command):
+    proc = cli(command, typed_action, "--help")
+    assert proc.returncode == 0, proc.stderr
+    params = proc.stdout.split("Action params of TypedAction", 1)[1]
+    lines = [" ".join(line.split()) for line in params.splitlines()]
+    for expected in (
+        "--name TEXT A label kept exactly as typed. [default: run]",
+        "--version TEXT Release string, not a number. [default: 1.0]",
+        "--id TEXT Zero-padded identifier. [default: 000]",
+        "--retries INTEGER How often to retry. [default: 1]",
+        "--tags JSON Labels, as a JSON list. [default: []]",
+    ):
+        assert expected in lines, proc.stdout
+
+
+def test_train_help_lists_the_example_params():
+    proc = cli("run", TRAIN, "--help")
+    assert proc.returncode == 0, proc.stderr
+    for name in ("--epochs INTEGER", "--test-size FLOAT", "--seed INTEGER", "--output-dir TEXT", "--min-accuracy"):
+        assert name in proc.stdout
+    assert "Passes over the training set." in proc.stdout
+
+
+def test_version_and_completion():
+    proc = cli("--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == "synapse-steps 0.1.0"
+    script = cli("completion", "bash")
+    assert script.returncode == 0 and "_SYNAPSE_STEPS_COMPLETE=bash_complete" in script.stdout
+    env = {"_SYNAPSE_STEPS_COMPLETE": "bash_complete", "COMP_WORDS": "synapse-steps va", "COMP_CWORD": "1"}
+    completed = cli(env=env)
+    assert completed.stdout.split() == ["plain,validate"]
+
+
+# --- output outside a terminal, and --json ---------------------------------------------------
+
+
+def test_plain_output_has_a_timestamped_line_per_step_event(small_action):
+    proc = cli("run", small_action, "--param", "fail=work", "--param", "broken_rollback=true")
+    assert proc.returncode == 1
+    lines = [line for line in proc.stdout.splitlines() if re.match(STAMP + " ", line)]
+    events = [re.sub(r"[0-9.]+ s\b", "T s", line.split(" ", 1)[1]) for line in lines]
+    assert events[0].startswith("SmallAction on local — 3 steps, job ")
+    assert events[1:] == [
+        "step 1 of 3: prepare started",
+        "[prepare] prepared count=4",
+        "[prepare] preparing done",
+        "step 1 of 3: prepare succeeded in T s",
+        "step 2 of 3: work started",
+        "step 2 of 3: work failed in T s: work exploded",
+        "rollback of work: done",
+        "rollback of prepare: failed",
+        "run failed at 80% after T s",  # prepare (1) and work (3) of 5: the bar stops where work failed
+    ]
+
+
+def test_plain_progress_lines_follow_the_10_percent_rule(upload_args):
+    proc = cli("run", *upload_args, "--param", "delay_s=0.05", "--progress-every", "0")
+    assert proc.returncode == 0, proc.stderr
+    percents = [int(m) for m in re.findall(rf"^{STAMP} progress (\d+)% \(step 2 of 3: upload", proc.stdout, re.M)]
+    assert len(percents) >= 3
+    assert all(b - a >= 10 for a, b in zip([0, *percents], percents))
+    quiet = cli("run", *upload_args)  # default: at most every 30 s, so none in a short run
+    assert quiet.returncode == 0 and " progress " not in quiet.stdout
+
+
+@pytest.fixture
+def upload_args(tmp_path: Path) -> list[str]:
+    return [
+        f"{ROOT / 'examples' / 'upload' / 'action.py'}:DirectoryUploadAction",
+        "--destination",
+        str(tmp_path / "up"),
+    ]
+
+
+def test_json_events_carry_timestamp_run_id_and_step(small_action):
+    from datetime import datetime, timedelta, timezone
+
+    proc = cli("run", small_action, "--json")
+    events = json_events(proc)
+    run_id = events[0]["job_id"]
+    now = datetime.now(timezone.utc)
+    for event in events:
+        assert event["run_id"] == run_id and "step" in event, event
+        stamp = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
+        assert stamp.tzinfo is not None and abs(now - stamp) < timedelta(minutes=2)
+    assert {e["step"] for e in events if e["event"] in ("step", "metrics", "log", "message")} == {
+        "prepare",
+        "work",
+        "finish",
+    }
+    running = [(e["step"], e["order"], e["of"]) for e in events if e["event"] == "step" and e["status"] == "running"]
+    assert running == [("prepare", 1, 3), ("work", 2, 3), ("finish", 3, 3)]
+
+
+def test_train_run_prints_the_model_path(tmp_path):
+    out = tmp_path / "artifacts"
+    proc = cli("run", TRAIN, "--executor", "local", "--output-dir", str(out), "--epochs", "2", "--min-accuracy", "0")
+    assert proc.returncode == 0, proc.stderr
+    [model] = out.glob("digits-*.pkl")
+    assert f"result [save] path={model}" in proc.stdout
+
+
+# --- Ctrl-C --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_ray_starts_exits_130_within_2_s(tmp_path):
+    """A real SIGINT while ``ray.init`` starts a local Ray (no address): exit 130 within 2 s."""
+    import signal
+    import time
+
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SYNAPSE_STEPS_")}
+    environment.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "synapse_steps.cli", "run", TRAIN, "--executor", "ray", "--output-dir", str(tmp_path)],
+        cwd=tmp_path,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        header = proc.stdout.readline()  # printed just before the executor starts Ray
+        assert "DigitsTrainAction on ray" in header, proc.stderr.read() if proc.poll() is not None else header
+        time.sleep(1.0)  # ray.init takes 2-4 s here: the signal lands in the middle of it
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert elapsed < 2.0, f"exited {elapsed:.2f} s after SIGINT"
+    assert "Traceback" not in err
+    assert not list(tmp_path.glob("digits-*.pkl"))

@@ -560,7 +560,7 @@ def test_events_metrics_and_messages_arrive_in_order(make_executor):
 def test_subscribers_see_step_events_live(make_executor):
     seen: list[str] = []
     ctx = new_ctx()
-    ctx.runtime_ctx.subscribe(lambda e: seen.append(f"{e.kind}:{ctx.current_step}") if e.kind != "progress" else None)
+    ctx.runtime_ctx.subscribe(lambda e: seen.append(f"{e.kind}:{ctx.current_step}") if e.kind not in ("progress", "step") else None)
     orchestrator, _ = orchestrate(make_executor, [Chatty("first"), Chatty("second")], ctx=ctx)
     orchestrator.execute()
     assert seen == [f"{k}:first" for k in ("event", "metrics", "message", "event")] + [

@@ -120,15 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", default="artifacts")
     args = parser.parse_args(argv)
 
-    def show(current: int, total: int) -> None:
-        print(f"progress {current:3d}%", flush=True)
-
-    action = DigitsTrainAction(
-        {"epochs": args.epochs, "output_dir": args.output_dir},
-        config=args.config,
-        progress_callback=show,
-    )
-    summary = action.run()
+    action = DigitsTrainAction({"epochs": args.epochs, "output_dir": args.output_dir}, config=args.config)
+    summary = action.run(show_progress=True)  # a live bar in a terminal, timestamped lines elsewhere
     ctx = action.context
     assert ctx is not None
     print(summary)

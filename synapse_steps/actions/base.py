@@ -70,12 +70,25 @@ class BaseAction(ABC, Generic[P, C]):
         callback = progress_callback or self.progress_callback
         return Orchestrator(registry, self.context, callback, before_step, executor=executor)
 
-    def run(self) -> dict[str, Any]:
+    def run(self, *, show_progress: bool = False) -> dict[str, Any]:
         """Build the registry and context, then execute with the configured executor.
 
         The context stays readable as ``self.context`` afterwards, success or failure.
+        ``show_progress=True`` shows the run as the ``synapse-steps`` command does: a
+        live bar (overall progress, ETA, the step and its own progress) in a terminal,
+        timestamped step lines anywhere else, then a summary table; Ctrl-C leaves a
+        clean terminal.
+
+        Example:
+            >>> summary = MyAction({"epochs": 3}).run(show_progress=True)  # doctest: +SKIP
         """
-        return self.build_orchestrator().execute()
+        if not show_progress:
+            return self.build_orchestrator().execute()
+        from synapse_steps.display import view_for_stdout
+        from synapse_steps.watch import watch_run
+
+        with view_for_stdout() as view:
+            return watch_run(self, view)
 
     def set_progress(self, current: float, total: float, step: str | None = None) -> None:
         """Report progress as synapse-sdk's actions do; with no ``step`` it is the job's overall progress.

@@ -8,7 +8,6 @@ weights, and the config's per-step overrides name registered steps.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import sys
@@ -18,9 +17,10 @@ from typing import Any, TextIO
 from pydantic import ValidationError
 
 from synapse_steps.actions.base import BaseAction
-from synapse_steps.cli_report import claim_stdout
-from synapse_steps.cli_run import EXIT_OK, EXIT_USAGE
-from synapse_steps.cli_target import CliError, build_config, load_action_class, params_problems, read_params
+from synapse_steps.cli.params import collect_params, params_problems
+from synapse_steps.cli.report_json import claim_stdout, jsonable
+from synapse_steps.cli.request import Request
+from synapse_steps.cli.target import CliError, build_config
 from synapse_steps.config import ExecutorConfig
 from synapse_steps.errors import StepsError
 from synapse_steps.progress import validate_weights
@@ -59,23 +59,23 @@ class Validation:
         }
 
 
-def validate_action(args: argparse.Namespace) -> int:
-    """Run the checks for ``args`` (the ``validate`` command's options); exit 0 if valid, else 2."""
-    out = claim_stdout() if args.json else sys.stdout
-    result = check(args)
-    if args.json:
-        out.write(json.dumps(result.as_json(), default=str) + "\n")
+def validate_command(request: Request) -> int:
+    """Run the checks; print a report (text, or one JSON object with ``--json``); 0 if valid, else 2."""
+    out = claim_stdout() if request.json else sys.stdout
+    result = check(request)
+    if request.json:
+        out.write(json.dumps(jsonable(result.as_json())) + "\n")
         out.flush()
     else:
         _print_text(result, out)
-    return EXIT_OK if result.valid else EXIT_USAGE
+    return 0 if result.valid else 2
 
 
-def check(args: argparse.Namespace) -> Validation:
-    v = Validation(args.target)
+def check(request: Request) -> Validation:
+    v = Validation(request.target)
     config: ExecutorConfig | None = None
     try:
-        config = build_config(args.config, args.executor, args.address)
+        config = build_config(request.config, request.executor, request.address)
         v.details["executor"] = config.executor
         if config.executor == "ray" and importlib.util.find_spec("ray") is None:
             v.problem("config", 'executor "ray" needs Ray: pip install "synapse-steps[ray]"')
@@ -83,18 +83,20 @@ def check(args: argparse.Namespace) -> Validation:
             v.passed["config"] = f"executor={config.executor}"
     except StepsError as exc:
         v.problem("config", str(exc))
-    try:
-        action_class = load_action_class(args.target)
-    except CliError as exc:
-        v.problem("target", str(exc))
+    if request.action_class is None:
+        v.problem("target", str(request.load_error))
         v.not_checked.update(dict.fromkeys(("params", "steps"), "the target did not load"))
         return v
+    action_class = request.action_class
     v.passed["target"] = v.details["action"] = action_class.__name__
 
     action: BaseAction | None = None
     try:
+        params = collect_params(
+            action_class._resolve_params_model(), request.params_file, request.params, request.param_options
+        )
         # With a broken config the steps are still built and checked, against built-in defaults.
-        action = action_class(read_params(args.params, args.param), config=config or ExecutorConfig.model_construct())
+        action = action_class(params, config=config or ExecutorConfig.model_construct())
         v.details["params"] = action.params.model_dump(mode="json")
         v.passed["params"] = " ".join(f"{k}={val}" for k, val in v.details["params"].items())
     except ValidationError as exc:

@@ -1,0 +1,75 @@
+"""Ray options for step tasks and shard tasks, built in one place from declared resources."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from synapse_steps.config import RaySettings
+from synapse_steps.fanout import ShardOptions
+from synapse_steps.resources import StepResources
+
+
+def _placement(
+    num_cpus: float, num_gpus: float, memory: int | None, resources: dict[str, float], accelerator_type: str | None
+) -> dict[str, Any]:
+    """The resource part of ``.options()``: what the scheduler places the task by."""
+    options: dict[str, Any] = {"num_cpus": num_cpus, "num_gpus": num_gpus}
+    if memory:
+        options["memory"] = memory
+    if resources:
+        options["resources"] = dict(resources)
+    if accelerator_type:
+        options["accelerator_type"] = accelerator_type
+    return options
+
+
+def step_task_options(
+    mode: str, step_name: str, resources: StepResources, settings: RaySettings, node: str | None
+) -> dict[str, Any]:
+    """Options of one ``execute`` or ``rollback`` task.
+
+    Retries apply to ``execute`` alone (a rollback's retries are the orchestrator's
+    ``rollback_retries``, counted there). A rollback goes back to ``node``, the node
+    where its step ran, with soft affinity: anywhere it fits if that node is gone.
+    """
+    execute = mode == "execute"
+    options: dict[str, Any] = {
+        "name": f"synapse-steps:{mode}:{step_name}",
+        "num_returns": 2,
+        "max_retries": resources.max_retries if execute else 0,
+        "retry_exceptions": _retry_exceptions(resources) if execute else False,
+        **_placement(
+            resources.num_cpus, resources.num_gpus, resources.memory, resources.resources, resources.accelerator_type
+        ),
+    }
+    if settings.runtime_env:
+        options["runtime_env"] = settings.runtime_env
+    if node is not None and not execute:
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
+    return options
+
+
+def shard_task_options(options: ShardOptions) -> dict[str, Any]:
+    """Options of one ``ctx.map`` shard task."""
+    return {
+        "name": "synapse-steps:shard",
+        "max_retries": options.max_retries,
+        **_placement(options.num_cpus, options.num_gpus, options.memory, options.resources, options.accelerator_type),
+    }
+
+
+def reraised_exceptions(resources: StepResources) -> tuple[type[BaseException], ...]:
+    """The exceptions a worker lets propagate so that Ray retries them (``retry_exceptions``)."""
+    if resources.max_retries == 0 or not resources.retry_exceptions:
+        return ()
+    if resources.retry_exceptions is True:
+        return (Exception,)
+    return tuple(resources.retry_exceptions)
+
+
+def _retry_exceptions(resources: StepResources) -> bool | list[type[BaseException]]:
+    if isinstance(resources.retry_exceptions, tuple):
+        return list(resources.retry_exceptions)
+    return bool(resources.retry_exceptions)
