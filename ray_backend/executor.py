@@ -252,6 +252,8 @@ class RayExecutor(StepExecutor):
                 self._nodes[step.name] = node or None
             if mode == "execute" and guard.interrupted:
                 raise KeyboardInterrupt(guard.reason)  # a signal that arrived where it could not be raised
+            if mode == "rollback":
+                guard.check_abandon()
             if limit is not None and now - watch.submitted > limit:
                 what = "timeout_s" if mode == "execute" else "rollback_timeout_s"
                 raise _Stop(f"step '{step.name}' ({mode}) timed out after {limit:g}s ({what}) and was stopped", True)

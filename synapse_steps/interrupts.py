@@ -7,8 +7,9 @@ with no rollback. Only the *first* signal interrupts. From then on the run is
 unwinding (stopping the running step, then rolling back), and further signals are
 counted, not raised: a second Ctrl-C must not skip the force-kill of a step that
 ignores cancellation, nor abandon a rollback half-way. A third signal means the
-user insists: ``RollbackAbandoned`` is raised at the next point where unwinding can
-stop safely (never while a step is being stopped), and the run ends with
+user insists: it sets ``abandon``, which rollback waits poll (``check_abandon``
+raises ``RollbackAbandoned`` at the next point where unwinding can stop safely,
+never while a step is being stopped), and the run ends with
 ``RollbackIncompleteError`` listing what was not undone.
 
 Handlers are installed only over Python's defaults or Ray's own (``ray.init``
@@ -82,14 +83,20 @@ class InterruptGuard:
                 raise KeyboardInterrupt(f"received signal {name}")
             return
         if len(self.signals) >= ABANDON_AFTER:
+            # Only a flag: raising anything but KeyboardInterrupt inside Ray's C++ waits
+            # turns into a SystemError. The waits poll it (``check_abandon``).
             self.abandon = True
-            if self._critical == 0:
-                raise RollbackAbandoned(f"received signal {name} ({len(self.signals)} signals): rollback abandoned")
+            _say(f"synapse-steps: received {name} {len(self.signals)} times: abandoning the rollback\n")
             return
         _say(
-            f"synapse-steps: received {name} again; stopping the running step and rolling back the executed "
-            f"steps first (send it {ABANDON_AFTER - len(self.signals)} more time(s) to abandon the rollback)\n"
+            f"synapse-steps: received {name} again; the run is stopping its step and rolling back "
+            f"(send it {ABANDON_AFTER - len(self.signals)} more time(s) to abandon the rollback)\n"
         )
+
+    def check_abandon(self) -> None:
+        """Raise ``RollbackAbandoned`` if the user insisted; called by rollback waits as they poll."""
+        if self.abandon and self._critical == 0:
+            raise RollbackAbandoned(f"received {len(self.signals)} signals: rollback abandoned")
 
     def install(self) -> None:
         """Take over the signals whose handler is a default or Ray's; again after ``ray.init``.

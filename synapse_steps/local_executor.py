@@ -6,6 +6,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from synapse_steps import interrupts
 from synapse_steps.attempt import run_execute
 from synapse_steps.context import BaseStepContext
 from synapse_steps.errors import RollbackTimeoutError
@@ -55,8 +56,10 @@ class LocalExecutor(StepExecutor):
 
         worker = threading.Thread(target=run, name=f"synapse-steps-rollback-{step.name}", daemon=True)
         deadline = time.monotonic() + limit
+        guard = interrupts.current()
         worker.start()
         while worker.is_alive():
+            guard.check_abandon()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise RollbackTimeoutError(

@@ -310,3 +310,72 @@ def test_a_slots_dataclass_context_round_trips() -> None:
     ctx = SlottedContext(runtime_ctx=RuntimeContext())
     Orchestrator(_registry(CountStep()), ctx, executor=RayExecutor(ray_config())).execute()
     assert ctx.count == 1 and len(ctx.step_results) == 1
+
+
+THREADED_RUNS_SCRIPT = """
+import threading, time
+from dataclasses import dataclass, field
+import ray
+from synapse_steps import (BaseStep, BaseStepContext, ExecutorConfig, Orchestrator, RaySettings, RuntimeContext,
+                           StepFailedError, StepRegistry, StepResult)
+
+@dataclass
+class Ctx(BaseStepContext):
+    trail: list = field(default_factory=list)
+
+class Sleep(BaseStep):
+    progress_weight = 1.0
+    def __init__(self, name, seconds, fail=False):
+        self._name, self._seconds, self._fail = name, seconds, fail
+    @property
+    def name(self):
+        return self._name
+    def execute(self, ctx):
+        ctx.trail.append("execute " + self._name)
+        time.sleep(self._seconds)
+        if self._fail:
+            raise RuntimeError(self._name + " failed")
+        return StepResult()
+    def rollback(self, ctx, result):
+        ctx.trail.append("rollback " + self._name)
+
+outcomes = {}
+def run(key, steps):
+    registry = StepRegistry()
+    for step in steps:
+        registry.register(step)
+    ctx = Ctx(runtime_ctx=RuntimeContext())
+    config = ExecutorConfig(executor="ray", ray=RaySettings(num_cpus=2, progress_interval_s=0.05))
+    try:
+        Orchestrator.from_config(registry, ctx, config).execute()
+        outcomes[key] = ("ok", ctx.trail)
+    except StepFailedError as exc:
+        outcomes[key] = (str(exc), ctx.trail)
+    except BaseException as exc:
+        outcomes[key] = (repr(exc), ctx.trail)
+
+short = threading.Thread(target=run, args=("short", [Sleep("a", 0.2)]))
+long = threading.Thread(target=run, args=("long", [Sleep("b", 0.2), Sleep("c", 2.5, fail=True)]))
+long.start(); time.sleep(0.5); short.start()
+short.join(); long.join()
+print("OUTCOMES", sorted(outcomes.items()))
+print("RAY_LEFT_RUNNING", ray.is_initialized())
+"""
+
+
+@pytest.mark.slow
+def test_two_runs_in_threads_share_one_embedded_ray_and_the_last_one_stops_it(tmp_path: Path) -> None:
+    """The first run to finish must not shut Ray down under the other (it would abort the driver)."""
+    script = tmp_path / "threads.py"
+    script.write_text(THREADED_RUNS_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNAPSE_STEPS_")}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (
+        "OUTCOMES [('long', (\"Step 'c' failed: c failed\", ['execute b', 'execute c', 'rollback c', 'rollback b'])), "
+        "('short', ('ok', ['execute a']))]"
+    ) in proc.stdout, proc.stdout + proc.stderr[-3000:]
+    assert "RAY_LEFT_RUNNING False" in proc.stdout

@@ -138,3 +138,59 @@ def test_failed_upload_on_ray_is_rolled_back_on_the_worker(destination):
     messages = [(e["step"], e["level"], e["message"]) for e in events if e["event"] == "message"]
     assert ("upload", "warning", f"rollback: deleted {len(SAMPLE_FILES)} uploaded file(s)") in messages
     assert tree(destination) == before
+
+
+# --- stopped mid-upload on Ray: the rollback deletes exactly what the run wrote -----------------
+
+
+def _wait_for_upload_event(proc: subprocess.Popen[str], timeout_s: float = 90) -> list[str]:
+    """Read JSON lines until the first file is uploaded; return the lines read."""
+    import json
+    import time
+
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        event = json.loads(line)
+        if event.get("event") == "log" and event.get("name") == "uploaded":
+            return lines
+    raise AssertionError(f"no file was uploaded: {''.join(lines)[-2000:]}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", ["timeout", "SIGINT", "SIGTERM"])
+def test_upload_on_ray_stopped_mid_upload_leaves_no_file_it_wrote(destination: Path, stop: str) -> None:
+    import signal
+
+    before = tree(destination)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNAPSE_STEPS_")}
+    env.update({**RAY_ENV, "PYTHONUNBUFFERED": "1"})
+    env.pop("RAY_ADDRESS", None)
+    if stop == "timeout":
+        env["SYNAPSE_STEPS_STEPS"] = '{"upload": {"timeout_s": 2.5}}'
+    args = [
+        "run", UPLOAD, "--config", str(UPLOAD_DIR / "ray.yaml"), "--json",
+        "--param", f"destination={destination}", "--param", "delay_s=1",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "synapse_steps.cli", *args], cwd=destination.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, start_new_session=True,
+    )
+    try:
+        _wait_for_upload_event(proc)
+        if stop != "timeout":
+            proc.send_signal(getattr(signal, stop))
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    assert proc.returncode == (1 if stop == "timeout" else 130), err[-3000:]
+    assert tree(destination) == before, "a file the run wrote was left, or a file that was there is gone"
+    end = [line for line in out.splitlines() if '"event": "end"' in line]
+    assert end and '"rolled_back": ["upload", "collect"]' in end[-1], out[-2000:]

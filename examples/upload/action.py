@@ -95,7 +95,8 @@ class CollectFiles(BaseStep[DirectoryUploadContext]):
 
 
 class UploadFiles(BaseStep[DirectoryUploadContext]):
-    """Copy each file (via a temporary name, then an atomic rename); never overwrite."""
+    """Copy each file, created exclusively (never overwriting) and recorded in the context
+    before its bytes are written, so a rollback after a stop or a crash deletes it too."""
 
     name = "upload"
     progress_weight = 0.8
@@ -108,26 +109,35 @@ class UploadFiles(BaseStep[DirectoryUploadContext]):
             if fail_after == len(ctx.uploaded_files):
                 raise RuntimeError(f"forced failure after {fail_after} uploaded file(s) (fail_after={fail_after})")
             target = destination / rel
-            if target.exists():
-                if sha256(target) != ctx.checksums[rel]:
-                    raise FileExistsError(f"{target} already exists with other content; not overwriting it")
-                present += 1  # already uploaded (e.g. by an earlier run): not ours to delete
-            else:
-                self._make_parents(target.parent, ctx)
-                partial = target.with_name(f".{target.name}.part-{ctx.runtime_ctx.job_id}")
-                try:
-                    partial.write_bytes((source / rel).read_bytes())
-                    os.replace(partial, target)
-                finally:
-                    partial.unlink(missing_ok=True)
-                ctx.uploaded_files.append(str(target))
+            self._make_parents(target.parent, ctx)
+            if self._create(target, ctx):
+                target.write_bytes((source / rel).read_bytes())
                 ctx.log("uploaded", {"file": rel, "bytes": target.stat().st_size})
+            elif sha256(target) != ctx.checksums[rel]:
+                raise FileExistsError(f"{target} already exists with other content; not overwriting it")
+            else:
+                present += 1  # already uploaded (e.g. by an earlier run): not ours to delete
             ctx.set_progress(i, len(ctx.files))
             time.sleep(ctx.params["delay_s"])
         if fail_after == len(ctx.uploaded_files):
             raise RuntimeError(f"forced failure after {fail_after} uploaded file(s) (fail_after={fail_after})")
         ctx.set_metrics({"uploaded": len(ctx.uploaded_files), "already_present": present})
         return StepResult(data={"uploaded": len(ctx.uploaded_files), "already_present": present})
+
+    @staticmethod
+    def _create(target: Path, ctx: DirectoryUploadContext) -> bool:
+        """Create ``target`` exclusively and record it as ours at once; False if it already existed.
+
+        Never overwrite: a file another writer made (even between a check and a write)
+        is not ours, and the rollback must never delete it.
+        """
+        try:
+            os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            return False
+        ctx.uploaded_files.append(str(target))
+        ctx.commit()  # on Ray: the run's context actor has it before the bytes are written
+        return True
 
     @staticmethod
     def _make_parents(folder: Path, ctx: DirectoryUploadContext) -> None:
