@@ -12,6 +12,10 @@ the time limit ran out (timeouts), the moment the driver was interrupted (Ctrl-C
 moment the step was submitted (unschedulable), or the moment the node was removed. The
 error time is when ``Orchestrator.execute`` raised in the driver. A rollback counts as
 completed when its body ran to the end; expected rollbacks are the steps that started.
+"Rollback saw the step's latest state": every step records in its context that it
+started working (and, for crashes, waits 0.25 s — longer than the progress interval — so
+the state can stream); each rollback that runs checks that its own step's record is in
+the context it got.
 """
 
 from __future__ import annotations
@@ -99,7 +103,10 @@ class BenchStep(BaseStep[BenchContext]):
 
     def execute(self, ctx: BenchContext) -> StepResult:
         self._note("execute")
+        ctx.values.setdefault("worked", []).append(self._name)  # what the rollback must see
         fault = self._fault
+        if fault in ("exit", "sigkill"):
+            time.sleep(0.25)  # the state streams to the context actor meanwhile
         if fault in ("raise", "result", "exit", "sigkill"):
             self._note("fault")
         if fault == "raise":
@@ -119,6 +126,10 @@ class BenchStep(BaseStep[BenchContext]):
                     time.sleep(0.01)
                 except BaseException:  # noqa: BLE001 - ignores the polite cancel on purpose
                     pass
+        if fault == "progress":
+            for i in range(1, 601):
+                ctx.set_progress(i, 600)
+                time.sleep(0.05)
         if fault == "kill-actor":
             self._note("kill")
             ray.kill(ray.get_actor(ctx.values["actor_name"], namespace=NAMESPACE), no_restart=True)
@@ -127,6 +138,7 @@ class BenchStep(BaseStep[BenchContext]):
 
     def rollback(self, ctx: BenchContext, result: StepResult) -> None:
         self._note("rollback")
+        self._note("saw-yes" if self._name in ctx.values.get("worked", []) else "saw-no")
         if self._rollback_fault == "raise":
             self._note("fault")
             raise OSError(f"{self._name} rollback broke")
@@ -144,12 +156,21 @@ class Figure:
     expected: int
     note: str = ""
     message: str = ""
+    saw: str = "n/a"
 
     def row(self) -> str:
         took = "no error (hung)" if self.seconds is None else f"{self.seconds:.2f}"
         note = f" ({self.note})" if self.note else ""
         rollbacks = "n/a" if self.expected < 0 else f"{self.completed} / {self.expected}"
-        return f"| {self.fault}{note} | {took} | {rollbacks} |"
+        return f"| {self.fault}{note} | {took} | {rollbacks} | {self.saw} |"
+
+
+def saw_latest(rows: list[tuple[str, str, float]]) -> str:
+    """yes: every rollback that ran saw its own step's work; no: one did not; n/a: none ran."""
+    seen = [w for w, _, _ in rows if w in ("saw-yes", "saw-no")]
+    if not seen:
+        return "n/a"
+    return "yes" if all(w == "saw-yes" for w in seen) else "no"
 
 
 def config(**ray_settings: Any) -> ExecutorConfig:
@@ -166,12 +187,24 @@ def measure(
     settings: dict[str, Any] | None = None,
     interrupt_after_s: float | None = None,
     sigterm_after_s: float | None = None,
+    signal_to_send: int = signal.SIGTERM,
+    progress_callback: Any = None,
 ) -> Figure:
     """Run ``steps``; take the fault time as ``fault_at`` says, and the error time at the driver."""
     executor = RayExecutor(config(**(settings or {})))
     ctx = BenchContext(runtime_ctx=RuntimeContext(job_id="bench"))
     submitted: dict[str, float] = {}
     signalled: list[float] = []
+    raised_at: list[float] = []
+    if progress_callback is not None:
+        user_callback = progress_callback
+
+        def progress_callback(current: int, total: int) -> None:
+            try:
+                user_callback(current, total)
+            except Exception:
+                raised_at.append(time.time())
+                raise
 
     def hook(name: str, c: Any) -> None:
         c.values["actor_name"] = executor.actor_name
@@ -193,7 +226,7 @@ def measure(
     if sigterm_after_s is not None:
         # As the signal would reach Python's handler (a real SIGTERM from another thread of
         # this process may land on one of Ray's C++ threads, whose handler aborts).
-        term = lambda: _thread.interrupt_main(signal.SIGTERM)  # noqa: E731
+        term = lambda: _thread.interrupt_main(signal_to_send)  # noqa: E731
         threading.Thread(target=send_when_long_runs, args=(sigterm_after_s, term), daemon=True).start()
 
     registry: StepRegistry[BenchContext] = StepRegistry()
@@ -202,7 +235,7 @@ def measure(
     recovered = False
     message = ""
     try:
-        Orchestrator(registry, ctx, before_step=hook, executor=executor).execute()
+        Orchestrator(registry, ctx, progress_callback, before_step=hook, executor=executor).execute()
         recovered = True
         note = "recovered: the run succeeded; time = kill → end of run"
     except BaseException as exc:  # noqa: BLE001 - every outcome is a figure
@@ -218,13 +251,15 @@ def measure(
         fault_time = next(t for w, n, t in rows if w == "execute" and n == "slow") + timeout_s
     elif fault_at == "signal":
         fault_time = signalled[0] if signalled else None
+    elif fault_at == "callback":
+        fault_time = raised_at[0] if raised_at else None
     else:  # "submitted:<step>"
         fault_time = submitted[fault_at.split(":", 1)[1]]
     expected = 0 if recovered else len(started)
     if ctx.errors:
         note += f", {len(ctx.errors)} rollback error(s) reported"
     seconds = ended - fault_time if fault_time else None
-    return Figure(label, seconds, completed, expected, note, message)
+    return Figure(label, seconds, completed, expected, note, message, saw_latest(rows))
 
 
 def single_node_figures(tmp: Path) -> list[Figure]:
@@ -294,12 +329,25 @@ def single_node_figures(tmp: Path) -> list[Figure]:
         lambda j: [BenchStep("a", j), BenchStep("greedy", j, resources=StepResources(num_gpus=2))],
         fault_at="submitted:greedy", settings={"schedule_timeout_s": 2},
     )
-    # Last on this Ray: Ray's own SIGTERM handler (installed by ray.init) wins, so the
-    # running step is neither stopped nor rolled back; give it a short sleep.
     case(
         "5. SIGTERM to the driver 0.5 s into a step",
         lambda j: [BenchStep("first", j), BenchStep("long", j, "sleep"), BenchStep("never", j)],
         fault_at="signal", sigterm_after_s=0.5,
+    )
+    case(
+        "5. SIGHUP to the driver 0.5 s into a step",
+        lambda j: [BenchStep("first", j), BenchStep("long", j, "sleep"), BenchStep("never", j)],
+        fault_at="signal", sigterm_after_s=0.5, signal_to_send=signal.SIGHUP,
+    )
+
+    def broken_display(current: int, total: int) -> None:
+        if current >= 40:
+            raise ValueError("display broke")
+
+    case(
+        "10. progress_callback raises while a step runs",
+        lambda j: [BenchStep("a", j), BenchStep("long", j, "progress"), BenchStep("never", j)],
+        fault_at="callback", progress_callback=broken_display,
     )
     return figures
 
@@ -367,7 +415,9 @@ def node_figures(tmp: Path) -> list[Figure]:
             note = "still waiting 20 s after the loss; unblocked by adding a node" if hung else type(run.error).__name__
             seconds = None if hung or run.ended is None else run.ended - removed
             message = f"{type(run.error).__name__}: {run.error}" if run.error else "(the run succeeded once unblocked)"
-            figures.append(Figure(label, seconds, completed, -1 if hung else len(started), note, message))
+            figures.append(
+                Figure(label, seconds, completed, -1 if hung else len(started), note, message, saw_latest(rows))
+            )
             if spare is not None:
                 cluster.remove_node(spare)
     finally:
@@ -398,8 +448,8 @@ def main() -> None:
         os.dup2(stdout_fd, 1)
         os.close(stdout_fd)
         shutil.rmtree(tmp, ignore_errors=True)
-    print("| fault | time fault→error (s) | rollbacks completed / expected |")
-    print("|---|---|---|")
+    print("| fault | time fault→error (s) | rollbacks completed / expected | rollback saw the step's latest state |")
+    print("|---|---|---|---|")
     for figure in figures:
         print(figure.row())
     print()

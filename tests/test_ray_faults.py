@@ -41,6 +41,7 @@ from synapse_steps import (
     Orchestrator,
     RuntimeContext,
     StepFailedError,
+    StepRecord,
     StepRegistry,
     StepResources,
     StepResult,
@@ -101,6 +102,7 @@ class Outcome:
     error: StepFailedError | None
     elapsed_s: float
     executor: RayExecutor
+    records: list[StepRecord]
 
 
 def run_steps(
@@ -119,8 +121,8 @@ def run_steps(
     try:
         orchestrator.execute()
     except StepFailedError as exc:
-        return Outcome(ctx, exc, time.monotonic() - start, executor)
-    return Outcome(ctx, None, time.monotonic() - start, executor)
+        return Outcome(ctx, exc, time.monotonic() - start, executor, orchestrator.records)
+    return Outcome(ctx, None, time.monotonic() - start, executor, orchestrator.records)
 
 
 def trail(ctx: KitContext) -> list[tuple[str, str]]:
@@ -826,6 +828,8 @@ def test_step_no_node_can_run_fails_within_the_schedule_timeout(
     assert "could not start within 2s" in str(out.error) and named in str(out.error)
     assert out.elapsed_s < 2 + 5, f"the run took {out.elapsed_s:.1f}s: {out.error}"
     assert journal_pairs(journal) == [("execute", "a"), ("rollback", "a")]
+    # Truthful records: the queued step never ran, so its rollback was not needed (not "done").
+    assert [(r.name, r.status, r.rollback) for r in out.records] == [("a", "succeeded", "done"), ("greedy", "failed", "not needed")]
     # The step never started, so there is nothing of it to undo: no second wait, no rollback error.
     assert out.error.rollback_errors == [], out.error.rollback_errors
 

@@ -156,7 +156,12 @@ def test_second_signal_during_the_cancel_grace_still_kills_the_step_before_its_r
     step_pid = int(driver.read("started-work").split()[0])
     with pytest.raises(ProcessLookupError):
         os.kill(step_pid, 0)
-    last_unit = max(int(p.name.rsplit("-", 1)[1]) for p in driver.markers.glob("unit-work-*")) if driver.units_left() else 0
-    assert last_unit == 0, "the rollback left units behind: it ran before the step stopped"
-    assert driver.at("rollback-start-work") > max(driver.at("swallowed"), driver.at("started-work"))
+    saw = json.loads(driver.read("rollback-saw-work"))
+    left = [int(name.rsplit("-", 1)[1]) for name in driver.units_left()]
+    # Killed by force, the step's rollback sees the last state that reached the actor: at most
+    # one shipping interval old, so only the last unit or two (done during the grace) can be missing.
+    assert len(saw) >= 4 and all(unit > max(saw) for unit in left) and len(left) <= 3, (saw, left)
+    rollback_started = driver.at("rollback-start-work")
+    assert all((driver.markers / f"unit-work-{unit}").stat().st_mtime < rollback_started for unit in left)
+    assert rollback_started > driver.at("swallowed")
     assert out["records"][1] == ["work", "failed", "done"]
