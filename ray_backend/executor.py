@@ -16,6 +16,7 @@ from ray_backend.code_shipping import ship_user_modules
 from ray_backend.connection import connect, disconnect
 from ray_backend.context_actor import RunState
 from ray_backend.preflight import check_serializable
+from ray_backend.runtime_shipping import replay, runtime_spec
 from ray_backend.step_task import RunConstants, run_step
 from ray_backend.task_options import reraised_exceptions, step_task_options
 from ray_backend.task_report import TaskReport
@@ -151,7 +152,7 @@ class RayExecutor(StepExecutor):
         )
         self._run_constants = RunConstants(
             type(context), context.runtime_ctx.env, context.runtime_ctx.job_id,
-            self._settings.progress_interval_s, self._actor,
+            self._settings.progress_interval_s, self._actor, runtime_spec(context.runtime_ctx, self.actor_name),
         )
 
     def _replace_actor(self, context: BaseStepContext) -> None:
@@ -318,7 +319,7 @@ class RayExecutor(StepExecutor):
     def _replay(context: BaseStepContext, events: list[Any], tolerant: bool) -> None:
         for event in events:
             try:
-                context.runtime_ctx.record(event)
+                replay(context.runtime_ctx, event)
             except CallbackError:
                 if not tolerant:
                     raise

@@ -22,12 +22,13 @@ from ray import cloudpickle
 
 from ray_backend import stored_fields
 from ray_backend.context_state import build_context
+from ray_backend.runtime_shipping import RuntimeSpec, activate
 from ray_backend.task_report import TaskReport
 from ray_backend.worker_runtime import WorkerRuntime
 from ray_backend.worker_state import WorkerState
 from synapse_steps.attempt import run_execute
 from synapse_steps.result import StepResult
-from synapse_steps.step import BaseStep
+from synapse_steps.step import BaseStep, rollback
 
 # How long a stopped task waits for the actor to take its final state.
 _FINAL_COMMIT_TIMEOUT_S = 1.0
@@ -42,6 +43,7 @@ class RunConstants:
     job_id: str
     flush_interval_s: float
     actor: ray.actor.ActorHandle
+    runtime: RuntimeSpec  # the user's runtime context, rebuilt on the worker
 
 
 def run_step(
@@ -57,21 +59,25 @@ def run_step(
     run.actor.started.remote(token, node_id)
     values = stored_fields.load(snapshot)
     runtime = WorkerRuntime(run.env, run.job_id, run.actor, token, run.flush_interval_s)
-    ctx = build_context(run.context_cls, values, runtime)
+    facing = run.runtime.build(runtime)  # the user's runtime context, reporting through ``runtime``
+    ctx = build_context(run.context_cls, values, facing)
+    runtime.logger.set_step(ctx.current_step, ctx.current_step_order)  # attribute logger calls to the step
     state = WorkerState(snapshot, values, ctx)
     report = TaskReport(node_id=node_id, fields={})
     runtime.start_shipping(state.live)
+    activate(facing)
     try:
         if mode == "execute":
             report.result = run_execute(step, ctx, reraise)
         else:
             try:
-                step.rollback(ctx, rollback_of)
+                rollback(step, ctx, rollback_of)
             except Exception as exc:  # noqa: BLE001 - the driver records it, as itself
                 report.error, report.traceback = _portable(exc), traceback.format_exc()
     except KeyboardInterrupt:  # ray.cancel: a cooperative stop
         report.stopped = True
     finally:
+        activate(None)
         runtime.stop_shipping()
     if report.stopped:
         try:

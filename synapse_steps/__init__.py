@@ -24,12 +24,14 @@ from synapse_steps.errors import (
 from synapse_steps.executor import StepExecutor
 from synapse_steps.fanout import ShardFailedError
 from synapse_steps.local_executor import LocalExecutor
+from synapse_steps.messages import LogLevel, MessageCode
 from synapse_steps.orchestrator import Orchestrator, StepRecord
 from synapse_steps.registry import StepRegistry
 from synapse_steps.resources import StepResources
 from synapse_steps.result import StepResult
 from synapse_steps.runtime import RuntimeContext, RuntimeEvent
-from synapse_steps.step import BaseStep
+from synapse_steps.step import BaseStep, StepProtocol
+from synapse_steps.utility_steps import LoggingStep, TimingStep, ValidationStep
 
 __version__ = "0.1.0"
 
@@ -48,6 +50,9 @@ __all__ = [
     "ExecutorConfig",
     "ExecutorUnavailableError",
     "LocalExecutor",
+    "LogLevel",
+    "LoggingStep",
+    "MessageCode",
     "Orchestrator",
     "RaySettings",
     "RollbackIncompleteError",
@@ -59,13 +64,16 @@ __all__ = [
     "StepExecutor",
     "StepFailedError",
     "StepOptions",
+    "StepProtocol",
     "StepRecord",
     "StepRegistry",
     "StepResources",
     "StepResult",
     "StepsError",
+    "TimingStep",
     "TrainContext",
     "UnknownStepError",
     "UploadContext",
+    "ValidationStep",
     "load_config",
 ]

@@ -10,7 +10,7 @@ import traceback
 
 from synapse_steps.context import BaseStepContext
 from synapse_steps.interrupts import RollbackAbandoned
-from synapse_steps.result import StepResult
+from synapse_steps.result import StepResult, is_step_result
 from synapse_steps.step import BaseStep
 
 
@@ -51,7 +51,7 @@ def run_execute(
             traceback=traceback.format_exc(),
             rollback_data=dict(rollback_data) if isinstance(rollback_data, dict) else {},
         )
-    if not isinstance(result, StepResult):
+    if not is_step_result(result):
         return StepResult(
             success=False,
             error=f"step '{step.name}' returned {type(result).__name__} from execute(); it must return a StepResult",

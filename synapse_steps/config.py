@@ -33,7 +33,7 @@ from pydantic_settings import (
 from synapse_steps.errors import ConfigError, ExecutorUnavailableError, UnknownStepError
 from synapse_steps.executor import StepExecutor
 from synapse_steps.resources import StepResources
-from synapse_steps.step import BaseStep
+from synapse_steps.step import BaseStep, declared_resources
 
 
 class StepOptions(BaseModel):
@@ -113,7 +113,7 @@ class ExecutorConfig(BaseSettings):
 
     def resources_for(self, step: BaseStep) -> StepResources:
         """Built-in defaults < config ``defaults`` < what the step declares < ``steps[name]``."""
-        declared = step.resources
+        declared = declared_resources(step)
         builtin = StepResources()
         own = {
             k: getattr(declared, k) for k in builtin.__dataclass_fields__ if getattr(declared, k) != getattr(builtin, k)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from synapse_steps.fanout import ShardOptions
+from synapse_steps.messages import LogLevel, level_name
 from synapse_steps.result import StepResult
 from synapse_steps.runtime import RuntimeContext
 
@@ -16,7 +18,9 @@ class BaseStepContext:
     """Base for a run's shared state.
 
     The orchestrator sets ``current_step`` and ``current_step_order`` before each
-    step, so ``set_progress`` and ``set_metrics`` default to the running step. On Ray
+    step, so ``log``, ``log_message``, ``set_progress`` and ``set_metrics`` default to
+    the running step. ``mark_user_failure_emitted()`` sets ``user_failure_message_emitted``
+    (synapse-sdk's flag against a second, generic failure message). On Ray
     the context travels to each step's worker and back, so every field must be
     picklable (checked before the first step runs).
 
@@ -32,10 +36,20 @@ class BaseStepContext:
     errors: list[str] = field(default_factory=list)
     current_step: str | None = field(default=None, init=False)
     current_step_order: int | None = field(default=None, init=False)
+    user_failure_message_emitted: bool = field(default=False, init=False)
+
+    def mark_user_failure_emitted(self) -> None:
+        """Record that a step already told the user why it failed (an action then adds no generic message)."""
+        self.user_failure_message_emitted = True
 
     def _set_current_step(self, step_name: str | None, order: int | None = None) -> None:
+        """Set by the orchestrator around each step; also tells the runtime's logger, so
+        ``runtime_ctx.logger`` calls are attributed to the running step."""
         self.current_step = step_name
-        self.current_step_order = order
+        self.current_step_order = order if step_name is not None else None
+        set_step = getattr(getattr(self.runtime_ctx, "logger", None), "set_step", None)
+        if set_step is not None:
+            set_step(step_name, self.current_step_order)
 
     def commit(self) -> None:
         """Make this context's current state durable before going on.
@@ -50,8 +64,8 @@ class BaseStepContext:
         if callable(commit):
             commit(self)
 
-    def log(self, event: str, data: dict[str, Any], file: str | None = None, level: str = "info") -> None:
-        self.runtime_ctx.log(event, data, file, level=level)
+    def log(self, event: str, data: dict[str, Any], file: str | None = None, level: Any = LogLevel.INFO) -> None:
+        self.runtime_ctx.log(event, data, file, level=LogLevel(level_name(level)))
 
     def set_progress(
         self, current: float, total: float, category: str | None = None, *, step: str | None = None
@@ -59,8 +73,17 @@ class BaseStepContext:
         """Report progress within a step; the step's band of overall progress follows it."""
         self.runtime_ctx.set_progress(current, total, step or category or self.current_step)
 
-    def log_message(self, message: str, context: str = "info", *, level: str | None = None) -> None:
-        self.runtime_ctx.log_message(message, level or context)
+    def log_message(self, message: Any, level: Any = LogLevel.INFO, *, context: Any = None, **kwargs: Any) -> None:
+        """A user-facing message from the running step; see ``RuntimeContext.log_message``.
+
+        ``ctx.log_message("Uploaded {n} files", n=3)`` formats the template; a message
+        code carries its own text and level. ``context`` is the deprecated name of ``level``.
+        """
+        if context is not None:
+            warnings.warn("The 'context' parameter is deprecated. Use 'level' instead.", DeprecationWarning,
+                          stacklevel=2)
+            level = context
+        self.runtime_ctx.log_message(message, LogLevel(level_name(level)), step=self.current_step, **kwargs)
 
     def map(
         self,

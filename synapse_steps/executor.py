@@ -18,7 +18,7 @@ from types import TracebackType
 from synapse_steps.context import BaseStepContext
 from synapse_steps.resources import StepResources
 from synapse_steps.result import StepResult
-from synapse_steps.step import BaseStep
+from synapse_steps.step import BaseStep, declared_resources
 
 
 class StepExecutor(ABC):
@@ -46,7 +46,7 @@ class StepExecutor(ABC):
 
     def resources_for(self, step: BaseStep) -> StepResources:
         """The step's resolved resources and policies (rollback timeout and retries included)."""
-        return step.resources
+        return declared_resources(step)
 
     def never_started(self, step: BaseStep) -> bool:
         """True when the step was stopped before it began (queued): there is nothing to roll back."""

@@ -13,7 +13,7 @@ from synapse_steps.errors import RollbackTimeoutError
 from synapse_steps.executor import StepExecutor
 from synapse_steps.resources import StepResources
 from synapse_steps.result import StepResult
-from synapse_steps.step import BaseStep
+from synapse_steps.step import BaseStep, declared_resources, rollback
 
 if TYPE_CHECKING:
     from synapse_steps.config import ExecutorConfig
@@ -33,7 +33,7 @@ class LocalExecutor(StepExecutor):
         self._config = config
 
     def resources_for(self, step: BaseStep) -> StepResources:
-        return self._config.resources_for(step) if self._config is not None else step.resources
+        return self._config.resources_for(step) if self._config is not None else declared_resources(step)
 
     def execute(self, step: BaseStep, context: BaseStepContext) -> StepResult:
         return run_execute(step, context)
@@ -50,7 +50,7 @@ class LocalExecutor(StepExecutor):
 
         def run() -> None:
             try:
-                step.rollback(context, result)
+                rollback(step, context, result)
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
                 raised.append(exc)
 

@@ -27,7 +27,7 @@ from synapse_steps.progress import ProgressCallback, WeightedProgress, validate_
 from synapse_steps.registry import StepRegistry
 from synapse_steps.result import StepResult
 from synapse_steps.runtime import RuntimeEvent, runtime_has_listeners
-from synapse_steps.step import BaseStep
+from synapse_steps.step import BaseStep, can_skip
 
 C = TypeVar("C", bound=BaseStepContext)
 BeforeStepHook = Callable[[str, Any], None]
@@ -253,7 +253,7 @@ class Orchestrator(Generic[C]):
             if self._before_step is not None:
                 self._before_step(step.name, ctx)
             stage = "can_skip"
-            return bool(step.can_skip(ctx))
+            return can_skip(step, ctx)
         except Exception as exc:  # noqa: BLE001 - fails this step the way execute would
             error = f"{stage} raised {type(exc).__name__}: {exc}"
             result = StepResult(success=False, error=error, traceback=traceback.format_exc())

@@ -6,13 +6,17 @@ from typing import Generic, TypeVar
 
 from synapse_steps.context import BaseStepContext
 from synapse_steps.errors import StepDefinitionError, UnknownStepError
-from synapse_steps.step import BaseStep
+from synapse_steps.step import BaseStep, is_step, progress_proportion
 
 C = TypeVar("C", bound=BaseStepContext)
 
 
 class StepRegistry(Generic[C]):
     """Steps in execution order, with unique non-empty names.
+
+    Any object with the step protocol registers (``StepProtocol``: ``name``,
+    ``progress_weight``, ``execute``), e.g. synapse-sdk's own steps; subclassing
+    ``BaseStep`` is the convenient way, not a requirement.
 
     Example:
         >>> registry = StepRegistry()
@@ -47,7 +51,7 @@ class StepRegistry(Generic[C]):
 
     def get_step_proportions(self) -> dict[str, int]:
         """Step name → ``progress_proportion``, leaving out steps whose proportion is 0."""
-        return {s.name: s.progress_proportion for s in self._steps if s.progress_proportion > 0}
+        return {s.name: progress_proportion(s) for s in self._steps if progress_proportion(s) > 0}
 
     def get_step_orders(self) -> dict[str, int]:
         """Step name → its 0-based position in execution order."""
@@ -69,8 +73,10 @@ class StepRegistry(Generic[C]):
         raise UnknownStepError(f"Step '{name}' not found; registered steps: {self.get_step_names()}")
 
     def _insert(self, index: int, step: BaseStep[C]) -> None:
-        if not isinstance(step, BaseStep):
-            raise StepDefinitionError(f"can only register BaseStep instances, got {type(step).__name__}")
+        if not is_step(step):
+            raise StepDefinitionError(
+                f"can only register steps (objects with name, progress_weight and execute), got {type(step).__name__}"
+            )
         name = step.name
         if not isinstance(name, str) or not name.strip():
             raise StepDefinitionError(f"step {type(step).__name__} has an empty name; every step needs one")

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+RESULT_FIELDS = ("success", "data", "error", "rollback_data", "skipped")
+
 
 @dataclass
 class StepResult:
@@ -23,3 +25,10 @@ class StepResult:
     skipped: bool = False
     timestamp: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     traceback: str | None = field(default=None, repr=False, compare=False)
+
+
+def is_step_result(value: object) -> bool:
+    """True for a ``StepResult`` or any object with its fields (synapse-sdk's ``StepResult``)."""
+    return isinstance(value, StepResult) or (
+        not isinstance(value, type) and all(hasattr(value, name) for name in RESULT_FIELDS)
+    )

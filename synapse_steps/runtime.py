@@ -1,10 +1,11 @@
-"""The runtime a step reaches through ``ctx.runtime_ctx``: logger, env, job id and sinks.
+"""The runtime a step reaches through ``ctx.runtime_ctx``: logger, env, clients, job id and sinks.
 
 Every call a step makes (event, progress, message, metrics) becomes one
 ``RuntimeEvent`` passed to ``_emit``. On the driver ``_emit`` records it and tells
 subscribers (the orchestrator's progress tracker, a CLI); a worker-side subclass in
 ``ray_backend`` overrides ``_emit`` to ship events to the run's context actor, which
-replays them here in order.
+replays them here in order. The method names and parameters are synapse-sdk's
+``RuntimeContext``'s, so SDK step code runs unchanged.
 """
 
 from __future__ import annotations
@@ -12,14 +13,17 @@ from __future__ import annotations
 import logging
 import math
 import uuid
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from synapse_steps.fanout import ShardOptions, map_in_threads
-
+from synapse_steps.environment import RunEnvironment
 from synapse_steps.errors import CallbackError
+from synapse_steps.fanout import ShardOptions, map_in_threads
+from synapse_steps.messages import level_name, resolve_message
+from synapse_steps.run_logger import RunLogger
 
 EventKind = Literal["event", "progress", "metrics", "message", "step"]
 Subscriber = Callable[["RuntimeEvent"], None]
@@ -27,7 +31,7 @@ Subscriber = Callable[["RuntimeEvent"], None]
 
 @dataclass(frozen=True)
 class RuntimeEvent:
-    """One thing a step reported. ``step`` is the category (usually the step name).
+    """One thing a step reported. ``step`` is the category (the running step unless the call named one).
 
     Kind ``step`` is the orchestrator's own lifecycle event (``data["phase"]``:
     started, succeeded, failed, skipped, rollback_started, rollback_done,
@@ -45,32 +49,54 @@ class RuntimeEvent:
 
 
 class RuntimeContext:
-    """Logger, environment, job id, and readable sinks for what steps report.
+    """Logger, environment, clients, job id, and readable sinks for what steps report.
 
-    ``events`` keeps logged events, messages and metrics in arrival order; progress is
-    kept only as the latest value per step in ``progress`` (a hot loop may report it
-    100,000 times); a progress value that is not a finite number is dropped with a
-    warning. ``subscribe`` lets a caller watch every event live; a subscriber that
-    raises fails the run (``callback_error`` keeps the first such error).
+    ``logger`` is synapse-sdk's logger interface (``info``/``warning``/``error``,
+    ``log``, ``set_progress``, ``get_step``, …); a ``logging.Logger`` passed as
+    ``logger`` is where events are mirrored for Python logging (``log_sink``).
+    ``env`` is a dict with the SDK's typed getters (``env.get_str("KEY")``);
+    ``client``, ``v2_client``, ``agent_client``, ``checkpoint`` and ``language`` are the
+    SDK's fields. ``events`` keeps logged events, messages and metrics in arrival
+    order; progress is kept only as the latest value per step in ``progress`` (a hot
+    loop may report it 100,000 times); a progress value that is not a finite number is
+    dropped with a warning. ``subscribe`` lets a caller watch every event live; a
+    subscriber that raises fails the run (``callback_error`` keeps the first such error).
+
+    On Ray every attribute (these and any you add) is pickled to the step's worker,
+    and what steps report there comes back here in order. An attribute that cannot be
+    pickled (a client holding a live connection) is named in an error before the
+    first step, unless ``worker_factories[name]`` gives a function that builds it on
+    the worker instead (called once per worker process and run).
 
     Example:
-        >>> rt = RuntimeContext(job_id="job-1")
+        >>> rt = RuntimeContext(job_id="job-1", env={"BATCH": "32"})
         >>> rt.set_progress(3, 10, "load")
-        >>> rt.progress["load"]
-        (3, 10)
+        >>> rt.progress["load"], rt.env.get_int("BATCH")
+        ((3, 10), 32)
     """
 
     def __init__(
         self,
         logger: logging.Logger | None = None,
-        env: dict[str, Any] | None = None,
+        env: Any = None,
         job_id: str | None = None,
         client: Any = None,
+        *,
+        v2_client: Any = None,
+        agent_client: Any = None,
+        checkpoint: dict[str, Any] | None = None,
+        language: str | None = None,
     ) -> None:
-        self.logger = logger if logger is not None else logging.getLogger("synapse_steps")
-        self.env: dict[str, Any] = dict(env) if env is not None else {}
+        self.log_sink = logger if logger is not None else logging.getLogger("synapse_steps")
+        self.logger: Any = RunLogger(self)
+        self.env = RunEnvironment.of(env)
         self.job_id = job_id if job_id is not None else uuid.uuid4().hex[:12]
         self.client = client
+        self.v2_client = v2_client
+        self.agent_client = agent_client
+        self.checkpoint = checkpoint
+        self.language = language
+        self.worker_factories: dict[str, Callable[[], Any]] = {}
         self.events: list[RuntimeEvent] = []
         self.progress: dict[str | None, tuple[float, float]] = {}
         self.metrics: dict[str | None, dict[str, Any]] = {}
@@ -87,20 +113,62 @@ class RuntimeContext:
 
         return unsubscribe
 
-    def log(self, event: str, data: dict[str, Any], file: str | None = None, level: str = "info") -> None:
-        self._emit(RuntimeEvent("event", None, dict(data), name=event, level=level, file=file))
+    @property
+    def current_step(self) -> str | None:
+        """The running step, as announced to ``logger.set_step``; events default to it."""
+        return self.logger.get_step() if hasattr(self.logger, "get_step") else None
+
+    def log(
+        self, event: str, data: dict[str, Any], file: str | None = None, level: Any = "info", *, step: str | None = None
+    ) -> None:
+        where = step if step is not None else self.current_step
+        self._emit(RuntimeEvent("event", where, dict(data), name=event, level=level_name(level), file=file))
 
     def set_progress(
         self, current: float, total: float, category: str | None = None, *, step: str | None = None
     ) -> None:
+        """Progress of a step; with no step it is the job's overall progress (the ``None`` entry)."""
         self._emit(RuntimeEvent("progress", step or category, {"current": current, "total": total}))
 
     def set_metrics(self, value: dict[str, Any], category: str | None = None, *, step: str | None = None) -> None:
-        self._emit(RuntimeEvent("metrics", step or category, dict(value)))
+        where = step or category or self.current_step
+        self._emit(RuntimeEvent("metrics", where, dict(value)))
 
-    def log_message(self, message: str, context: str = "info", *, level: str | None = None) -> None:
-        """A user-facing message; ``context`` is the seed's name for the level."""
-        self._emit(RuntimeEvent("message", None, {"message": str(message)}, level=level or context))
+    def log_message(
+        self,
+        message: Any,
+        level: Any = "info",
+        *,
+        context: Any = None,
+        language: str | None = None,
+        step: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """A user-facing message: a string (``str.format``-ed with ``kwargs``), a ``{lang: template}``
+        dict, or a message code (its own text and level). ``context`` is the deprecated name of ``level``.
+        """
+        if context is not None:
+            warnings.warn("The 'context' parameter is deprecated. Use 'level' instead.", DeprecationWarning,
+                          stacklevel=2)
+            level = context
+        text, resolved_level, key = resolve_message(message, level, self._language(language), **kwargs)
+        self.emit_message(text, resolved_level, step if step is not None else self.current_step, key)
+
+    def emit_message(self, text: str, level: str = "info", step: str | None = None, key: str | None = None) -> None:
+        data: dict[str, Any] = {"message": text}
+        if key is not None:
+            data["key"] = key
+        self._emit(RuntimeEvent("message", step, data, level=level))
+
+    def log_metric(self, category: str, key: str, value: float, **metrics: Any) -> None:
+        """A training metric (``category``: "train", "val"…), as an event named ``metric``."""
+        data = {"category": category, "key": key, "value": value, "metrics": metrics}
+        self._emit(RuntimeEvent("event", self.current_step, data, name="metric"))
+
+    def log_dev_event(self, message: str, data: dict[str, Any] | None = None) -> None:
+        """A developer event (debug level), not shown to end users by default."""
+        payload = {"message": message, "data": data}
+        self._emit(RuntimeEvent("event", self.current_step, payload, name="dev_event", level="debug"))
 
     def map(
         self, fn: Callable[[Any], Any], items: Iterable[Any], options: ShardOptions, step: str | None = None
@@ -115,6 +183,9 @@ class RuntimeContext:
         worker's runtime on Ray overrides this to commit to the run's context actor.
         """
 
+    def _language(self, override: str | None) -> str:
+        return override or self.language or self.env.get_str("SYNAPSE_LANGUAGE", "en") or "en"
+
     def _emit(self, event: RuntimeEvent) -> None:
         self.record(event)
 
@@ -126,7 +197,9 @@ class RuntimeContext:
         if event.kind == "progress":
             current, total = event.data["current"], event.data["total"]
             if not _finite(current) or not _finite(total):
-                self.logger.warning("ignored progress %r/%r for step %s: not a finite number", current, total, event.step)
+                self.log_sink.warning(
+                    "ignored progress %r/%r for step %s: not a finite number", current, total, event.step
+                )
                 return
             self.progress[event.step] = (current, total)
         elif event.kind != "step":
@@ -153,7 +226,7 @@ class RuntimeContext:
         if not isinstance(level, int):
             level = logging.INFO
         label = event.name or event.kind
-        self.logger.log(level, "%s [%s] %s", label, event.step or "-", event.data)
+        self.log_sink.log(level, "%s [%s] %s", label, event.step or "-", event.data)
 
 
 def runtime_has_listeners(runtime: Any) -> bool:

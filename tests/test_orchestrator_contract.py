@@ -546,10 +546,10 @@ def test_events_metrics_and_messages_arrive_in_order(make_executor):
     got = [(e.kind, e.name, e.step, e.data, e.level) for e in ctx.runtime_ctx.events]
     per_step = [
         [
-            ("event", "started", None, {"step": name}, "info"),
+            ("event", "started", name, {"step": name}, "info"),
             ("metrics", None, name, {"loss": 0.5}, "info"),
-            ("message", None, None, {"message": f"{name} halfway"}, "info"),
-            ("event", "finished", None, {"step": name}, "debug"),
+            ("message", None, name, {"message": f"{name} halfway"}, "info"),
+            ("event", "finished", name, {"step": name}, "debug"),
         ]
         for name in ("first", "last")
     ]

@@ -90,6 +90,15 @@ class BaseAction(ABC, Generic[P, C]):
         with view_for_stdout() as view:
             return watch_run(self, view)
 
+    def set_progress(self, current: float, total: float, step: str | None = None) -> None:
+        """Report progress as synapse-sdk's actions do; with no ``step`` it is the job's overall progress.
+
+        So the SDK's wiring, ``progress_callback=lambda c, t: self.set_progress(c, t)``, records
+        the orchestrator's weighted overall percent in ``runtime_ctx.progress[None]``, while each
+        step's own progress stays under its name.
+        """
+        self.runtime_ctx.set_progress(current, total, step)
+
     @classmethod
     def _resolve_params_model(cls) -> type[P]:
         explicit = cls.__dict__.get("params_model") or getattr(cls, "params_model", None)

@@ -22,6 +22,10 @@ class TrainContext(BaseStepContext):
     model: Any = None
     metrics: dict[str, Any] = field(default_factory=dict)
     model_path: str | None = None
+    # synapse-sdk's tune-mode fields, so its train steps find them
+    data_path: Any = None
+    tune_result: dict[str, Any] | None = None
+    trial_models: list[dict[str, Any]] = field(default_factory=list)
 
 
 class BaseTrainAction(BaseAction[P, TrainContext], Generic[P]):
