@@ -829,7 +829,9 @@ def test_step_no_node_can_run_fails_within_the_schedule_timeout(
     assert out.elapsed_s < 2 + 5, f"the run took {out.elapsed_s:.1f}s: {out.error}"
     assert journal_pairs(journal) == [("execute", "a"), ("rollback", "a")]
     # Truthful records: the queued step never ran, so its rollback was not needed (not "done").
-    assert [(r.name, r.status, r.rollback) for r in out.records] == [("a", "succeeded", "done"), ("greedy", "failed", "not needed")]
+    assert [(r.name, r.status, r.rollback) for r in out.records] == [
+        ("a", "succeeded", "done"), ("greedy", "failed", "not needed"), ("never", "pending", None)
+    ]
     # The step never started, so there is nothing of it to undo: no second wait, no rollback error.
     assert out.error.rollback_errors == [], out.error.rollback_errors
 
