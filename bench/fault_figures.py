@@ -13,7 +13,7 @@ moment the step was submitted (unschedulable), or the moment the node was remove
 error time is when ``Orchestrator.execute`` raised in the driver. A rollback counts as
 completed when its body ran to the end; expected rollbacks are the steps that started.
 "Rollback saw the step's latest state": every step records in its context that it
-started working (and, for crashes, waits 0.25 s — longer than the progress interval — so
+started working (and, for crashes, waits 0.5 s — several progress intervals — so
 the state can stream); each rollback that runs checks that its own step's record is in
 the context it got.
 """
@@ -106,7 +106,7 @@ class BenchStep(BaseStep[BenchContext]):
         ctx.values.setdefault("worked", []).append(self._name)  # what the rollback must see
         fault = self._fault
         if fault in ("exit", "sigkill"):
-            time.sleep(0.25)  # the state streams to the context actor meanwhile
+            time.sleep(0.5)  # the state streams to the context actor meanwhile
         if fault in ("raise", "result", "exit", "sigkill"):
             self._note("fault")
         if fault == "raise":
