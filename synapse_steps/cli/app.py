@@ -30,7 +30,7 @@ _LOADED = "synapse_steps.target"  # ctx.meta: (target, action class or None, Cli
 _OPTIONS = "synapse_steps.options"  # ctx.meta: the model's options
 EXIT_STATUS = (
     "Exit status: 0 success, 1 a step failed (rolled back), 2 nothing ran (usage, target, params, config), "
-    "130 interrupted."
+    "3 rollback incomplete (a third signal abandoned it), 130 interrupted (rolled back)."
 )
 
 
