@@ -1,8 +1,9 @@
 """Runs as Ray jobs: submit, follow, stop and list them through a cluster's dashboard (Jobs API).
 
 The run's driver (``synapse-steps run ... --json``) runs on the cluster's head node, so it
-does not depend on the submitter staying connected. Needs ``ray[default]`` on this side
-(Ray's job client uses aiohttp, and the cluster's dashboard serves the Jobs API).
+does not depend on the submitter staying connected. This side needs plain ``ray`` and
+aiohttp (Ray's job client refuses to start without it); the cluster needs ``ray[default]``
+(its dashboard serves the Jobs API).
 
 Ray's ``JobSubmissionClient`` sends its HTTP requests without a timeout, so an address
 that does not answer would hang it: ``connect`` first opens a plain socket (a few
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp  # noqa: F401 - Ray's job client refuses to start without it: fail at import, by name
 import requests
 from ray._private.authentication.http_token_authentication import get_auth_headers_if_auth_enabled
 from ray.job_submission import JobStatus, JobSubmissionClient

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 POLL_S = 0.5
 LOG_TAIL_LINES = 20
+INSTALL_HINT = 'a cluster\'s Jobs API needs Ray and aiohttp here: pip install "synapse-steps[ray]"'
 _STATUS_EXIT = {"SUCCEEDED": EXIT_OK, "STOPPED": EXIT_INTERRUPTED}  # when the run wrote no end event
 
 
@@ -46,7 +47,7 @@ def _cluster(address: str) -> ClusterJobs:
     try:
         from ray_backend.jobs import ClusterJobs
     except ImportError as exc:
-        raise CliError(f'submitting to a cluster needs Ray\'s job client: pip install "synapse-steps[ray]" ({exc})') from None
+        raise CliError(f"{INSTALL_HINT} ({exc})") from None
     return ClusterJobs(address)
 
 
@@ -72,11 +73,13 @@ def submit_command(request: Request, address: str, working_dir: str, wait: bool,
             env_vars={"RAY_JOB_STOP_WAIT_TIME_S": str(stop_grace_s)},
         )
     except ImportError as exc:
-        return _fail(f'submitting to a cluster needs Ray: pip install "synapse-steps[ray]" ({exc})')
+        return _fail(f"{INSTALL_HINT} ({exc})")
     except StepsError as exc:
         return _fail(str(exc))
     if not request.json:
         print(run_id, flush=True)
+    elif not wait:  # with --wait the events say it
+        print(json.dumps({"run_id": run_id, "address": jobs.url}), flush=True)
     sys.stderr.write(
         f"submitted run {run_id} to {jobs.url}\n"
         + ("" if wait else f"  follow: synapse-steps attach {run_id} --address {jobs.url}\n")
