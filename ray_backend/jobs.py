@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import aiohttp  # noqa: F401 - Ray's job client refuses to start without it: fail at import, by name
 import requests
 from ray._private.authentication.http_token_authentication import get_auth_headers_if_auth_enabled
+from ray.exceptions import AuthenticationError
 from ray.job_submission import JobStatus, JobSubmissionClient
 
 from synapse_steps.errors import StepsError
@@ -88,7 +89,11 @@ def _not_dashboard(url: str, why: str, grpc: bool = False) -> JobsError:
 def _check_dashboard(url: str, timeout_s: float) -> None:
     """``GET /api/version`` with a timeout: a dashboard, a GCS port, or a refusal for want of a token."""
     try:
-        reply = requests.get(f"{url}/api/version", headers=get_auth_headers_if_auth_enabled({}), timeout=timeout_s)
+        headers = get_auth_headers_if_auth_enabled({})
+    except AuthenticationError as exc:  # RAY_AUTH_MODE=token, but no token where Ray looks
+        raise JobsError(f"no auth token for {url} (RAY_AUTH_MODE=token): {str(exc).split('. ')[0]}") from None
+    try:
+        reply = requests.get(f"{url}/api/version", headers=headers, timeout=timeout_s)
     except requests.exceptions.Timeout:
         raise _not_dashboard(url, f"no HTTP reply within {timeout_s:g}s") from None
     except requests.exceptions.RequestException as exc:
@@ -171,6 +176,8 @@ class ClusterJobs:
             return method(*args, **kwargs)
         except requests.exceptions.RequestException as exc:
             raise JobsError(f"{self.url}: {type(exc).__name__}: {exc}") from None
+        except AuthenticationError as exc:
+            raise JobsError(f"{self.url}: {str(exc).splitlines()[0]}: {AUTH_HINT}") from None
         except RuntimeError as exc:  # Ray's job client reports HTTP errors this way
             text = str(exc)
             if run_id is not None and "404" in text and "does not exist" in text:

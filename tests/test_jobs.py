@@ -253,6 +253,38 @@ def test_an_address_that_does_not_answer_fails_in_seconds() -> None:
     assert time.monotonic() - started < 15
 
 
+def test_a_web_server_that_is_not_a_dashboard_and_a_missing_token_are_named(tmp_path: Path) -> None:
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "http.server did not start"
+                time.sleep(0.1)
+        url = f"http://127.0.0.1:{port}"
+        web = cli("jobs", "--address", f"127.0.0.1:{port}", env=_env({"RAY_AUTH_MODE": "disabled"}))
+        assert web.returncode == 2
+        assert web.stderr == (
+            f"error: {url} answers but is not a Ray dashboard (HTTP 404 without a Ray version); "
+            "the Jobs API is on the dashboard port (8265 unless changed), e.g. http://HEAD:8265\n"
+        )
+        missing = tmp_path / "no-such-token"
+        no_token = cli("stop", "r1", "--address", url, env=_env({"RAY_AUTH_TOKEN_PATH": str(missing)}))
+        assert no_token.returncode == 2
+        assert no_token.stderr.startswith(f"error: no auth token for {url} (RAY_AUTH_MODE=token): RAY_AUTH_TOKEN_PATH")
+        assert len(no_token.stderr.splitlines()) == 1
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 def test_event_lines_keep_only_the_runs_complete_event_lines() -> None:
     lines = EventLines("r1")
     start = '{"event": "start", "run_id": "r1", "step": null}'
