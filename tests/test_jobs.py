@@ -285,6 +285,26 @@ def test_a_web_server_that_is_not_a_dashboard_and_a_missing_token_are_named(tmp_
         server.wait(timeout=10)
 
 
+def test_files_outside_the_working_dir_are_refused_before_connecting() -> None:
+    proc = cli("submit", UPLOAD, "--working-dir", "examples/train", "--address", "http://127.0.0.1:1",
+               "--param", "destination=/tmp/x")
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        f"error: TARGET examples/upload/action.py is outside the working dir {ROOT / 'examples/train'}: "
+        "the job would not see it\n"
+    )
+
+
+def test_run_takes_the_run_id_submit_gives_it(tmp_path: Path) -> None:
+    proc = cli("run", UPLOAD, "--param", f"destination={tmp_path}", "--json", "--run-id", "job-7_a")
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert {e["run_id"] for e in events} == {"job-7_a"} and events[0]["job_id"] == "job-7_a"
+    bad = cli("run", UPLOAD, "--param", f"destination={tmp_path}", "--run-id", "a b")
+    assert bad.returncode == 2
+    assert "Invalid value for '--run-id': 'a b': use letters, digits, '-' and '_'" in bad.stderr
+
+
 def test_event_lines_keep_only_the_runs_complete_event_lines() -> None:
     lines = EventLines("r1")
     start = '{"event": "start", "run_id": "r1", "step": null}'
