@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 import aiohttp  # noqa: F401 - Ray's job client refuses to start without it: fail at import, by name
 import requests
+from packaging.version import InvalidVersion, Version
 from ray._private.authentication.http_token_authentication import get_auth_headers_if_auth_enabled
 from ray.exceptions import AuthenticationError
 from ray.job_submission import JobStatus, JobSubmissionClient
@@ -32,6 +33,7 @@ from synapse_steps.errors import StepsError
 CONNECT_TIMEOUT_S = 3.0
 REQUEST_TIMEOUT_S = 10.0
 GCS_PORT = 6379
+MIN_RAY = "2.60"
 METADATA_KEY = "synapse_steps_target"  # in the job's metadata: marks our runs, names the target
 TERMINAL = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}
 AUTH_HINT = (
@@ -102,10 +104,11 @@ def _check_dashboard(url: str, timeout_s: float) -> None:
         raise JobsError(f"{url} requires Ray's auth token ({reply.status_code} {reply.text.strip()}): {AUTH_HINT}")
     try:
         version = reply.json()["ray_version"]
-    except (ValueError, KeyError, TypeError):
+        Version(str(version))
+    except (ValueError, KeyError, TypeError, InvalidVersion):
         raise _not_dashboard(url, f"HTTP {reply.status_code} without a Ray version") from None
-    if not str(version).startswith("2."):
-        raise JobsError(f"{url} runs Ray {version}; synapse-steps needs Ray 2.60 or later on the cluster")
+    if Version(str(version)) < Version(MIN_RAY):
+        raise JobsError(f"{url} runs Ray {version}; synapse-steps needs Ray {MIN_RAY} or later on the cluster")
 
 
 class ClusterJobs:

@@ -1,4 +1,5 @@
-"""The ``synapse-steps`` command: ``run`` and ``validate`` an action, on Click.
+"""The ``synapse-steps`` command: ``run`` and ``validate`` an action, on Click; ``submit``,
+``attach``, ``stop`` and ``jobs`` do the same on a Ray cluster through Ray Jobs (``remote``).
 
     synapse-steps run examples/train/action.py:DigitsTrainAction --config examples/train/ray.yaml
     synapse-steps run examples/upload/action.py:DirectoryUploadAction --destination /tmp/up --json
