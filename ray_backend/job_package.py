@@ -44,36 +44,30 @@ def upload_limit() -> int:
     return int(packaging.GCS_STORAGE_MAX_SIZE)
 
 
-def excludes_for(directory: Path) -> list[str]:
-    """gitwildmatch patterns for Ray: the fixed names at any depth, plus every virtualenv
-    (a directory holding ``pyvenv.cfg``) whatever its name."""
-    patterns = [f"{name}/" if "*" not in name else name for name in EXCLUDED_NAMES]
-    for root, dirs, files in os.walk(directory):
-        if "pyvenv.cfg" in files and Path(root) != directory:
-            patterns.append("/" + Path(root).relative_to(directory).as_posix() + "/")
-            dirs.clear()
-        dirs[:] = [d for d in dirs if not _fixed_exclude(d)]
-    return patterns
-
-
 def _fixed_exclude(name: str) -> bool:
     return name in EXCLUDED_NAMES or name.endswith(".egg-info")
 
 
-def _sizes(directory: Path, venvs: set[str]) -> dict[str, int]:
-    """Bytes per top-level entry, after the fixed excludes and the virtualenvs."""
+def scan(directory: Path) -> tuple[list[str], dict[str, int]]:
+    """Ray's ``excludes`` (gitwildmatch: the fixed names at any depth, and every virtualenv,
+    i.e. a directory holding ``pyvenv.cfg``, whatever its name) and the bytes per top-level
+    entry of what they leave."""
+    patterns = [f"{name}/" if "*" not in name else name for name in EXCLUDED_NAMES]
     sizes: dict[str, int] = {}
     for root, dirs, files in os.walk(directory):
         rel_root = Path(root).relative_to(directory)
-        dirs[:] = [d for d in dirs if not _fixed_exclude(d) and (rel_root / d).as_posix() not in venvs]
+        if "pyvenv.cfg" in files and rel_root.parts:
+            patterns.append(f"/{rel_root.as_posix()}/")
+            dirs.clear()
+            continue
+        dirs[:] = [d for d in dirs if not _fixed_exclude(d)]
         for name in files:
-            path = Path(root) / name
             top = (rel_root / name).parts[0]
             try:
-                sizes[top] = sizes.get(top, 0) + path.lstat().st_size
+                sizes[top] = sizes.get(top, 0) + (Path(root) / name).lstat().st_size
             except OSError:
                 continue  # vanished meanwhile
-    return sizes
+    return patterns, sizes
 
 
 def _mib(size: int) -> str:
@@ -90,9 +84,7 @@ def check_working_dir(directory: str | os.PathLike[str]) -> tuple[Path, list[str
     root = Path(directory).expanduser().resolve()
     if not root.is_dir():
         raise WorkingDirError(f"working dir {root} is not a directory")
-    excludes = excludes_for(root)
-    venvs = {p.strip("/") for p in excludes if p.startswith("/")}
-    sizes = _sizes(root, venvs)
+    excludes, sizes = scan(root)
     total, limit = sum(sizes.values()), upload_limit()
     if total < limit:
         return root, excludes, total

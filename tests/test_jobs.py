@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -304,6 +305,27 @@ def test_run_takes_the_run_id_submit_gives_it(tmp_path: Path) -> None:
     bad = cli("run", UPLOAD, "--param", f"destination={tmp_path}", "--run-id", "a b")
     assert bad.returncode == 2
     assert "Invalid value for '--run-id': 'a b': use letters, digits, '-' and '_'" in bad.stderr
+
+
+def test_the_excludes_leave_out_git_virtualenvs_artifacts_and_caches_in_rays_own_zip(tmp_path: Path) -> None:
+    from ray._private.runtime_env.packaging import create_package
+
+    from ray_backend.job_package import scan
+
+    for path, data in {
+        "src/pkg/a.py": "x = 1\n", "action.py": "y = 2\n", ".git/HEAD": "ref", "myenv/pyvenv.cfg": "home = /usr",
+        "myenv/lib/big.so": "0" * 5000, "artifacts/model.pkl": "m", "src/pkg/__pycache__/a.pyc": "c",
+        ".pytest_cache/v": "c", "src/pkg/x.egg-info/PKG-INFO": "i",
+    }.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(data)
+    excludes, sizes = scan(tmp_path)
+    assert sizes == {"src": 6, "action.py": 6}
+    assert "/myenv/" in excludes
+    zipped = tmp_path.parent / f"{tmp_path.name}.zip"
+    create_package(str(tmp_path), zipped, include_gitignore=True, excludes=excludes)
+    names = {n for n in zipfile.ZipFile(zipped).namelist() if not n.endswith("/")}
+    assert names == {"src/pkg/a.py", "action.py"}
 
 
 def test_event_lines_keep_only_the_runs_complete_event_lines() -> None:

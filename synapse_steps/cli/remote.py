@@ -198,9 +198,12 @@ def stop_command(address: str, run_id: str, timeout_s: float, json_output: bool)
     except StepsError as exc:
         return _fail(str(exc))
     verb = "had already ended" if already else "stopped"
-    if lines.end is None:
-        sys.stderr.write(f"run {run_id} {verb}: job {status.value}, without the run's end event\n")
-        return _STATUS_EXIT.get(str(status.value), EXIT_FAILED)
+    if lines.end is None:  # killed (past submit --stop-grace) or never started: nothing says what was undone
+        sys.stderr.write(
+            f"run {run_id} {verb}: job {status.value} without the run's end event; it never started, "
+            "or was killed before its rollback finished (submit --stop-grace)\n"
+        )
+        return EXIT_FAILED
     if json_output:
         print(json.dumps(lines.end), flush=True)
     else:
