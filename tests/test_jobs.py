@@ -79,14 +79,16 @@ def cluster() -> Iterator[dict[str, str]]:
         preexec_fn=_sigint_default,  # noqa: PLW1509 - a signal reset only: takes no lock
     )
     url = f"http://127.0.0.1:{dashboard}"
+    token_file = Path.home() / ".ray" / "auth_token"  # Ray's default: `ray start` writes it if missing
     try:
         deadline = time.monotonic() + 90
         while True:
-            assert proc.poll() is None and time.monotonic() < deadline, "ray start --head did not come up"
-            try:
-                if requests.get(f"{url}/api/version", timeout=2).status_code in (200, 401):
+            assert proc.poll() is None and time.monotonic() < deadline, "the head's Jobs API did not come up"
+            try:  # ready once the Jobs API lists jobs, not merely when the dashboard answers
+                headers = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+                if requests.get(f"{url}/api/jobs/", headers=headers, timeout=2).status_code == 200:
                     break
-            except requests.RequestException:
+            except (OSError, requests.RequestException):
                 pass
             time.sleep(0.5)
         yield {"url": url, "gcs": str(gcs)}
