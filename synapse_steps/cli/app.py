@@ -1,4 +1,5 @@
-"""The ``synapse-steps`` command: ``run`` and ``validate`` an action, on Click.
+"""The ``synapse-steps`` command: ``run`` and ``validate`` an action, on Click; ``submit``,
+``attach``, ``stop`` and ``jobs`` do the same on a Ray cluster through Ray Jobs (``remote``).
 
     synapse-steps run examples/train/action.py:DigitsTrainAction --config examples/train/ray.yaml
     synapse-steps run examples/upload/action.py:DirectoryUploadAction --destination /tmp/up --json
@@ -22,7 +23,7 @@ from click.shell_completion import get_completion_class
 from synapse_steps import __version__
 from synapse_steps.cli.interrupt import EXIT_INTERRUPTED, exit_now
 from synapse_steps.cli.params import META_KEY, PANEL, model_options
-from synapse_steps.cli.request import Request
+from synapse_steps.cli.request import Request, check_run_id
 from synapse_steps.cli.target import CliError, load_action_class
 
 PROG = "synapse-steps"
@@ -110,6 +111,12 @@ def _request(ctx: click.Context, target: str, **options: Any) -> Request:
 
 def _common_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """TARGET and the options ``run`` and ``validate`` share (innermost listed last)."""
+    command = _action_options(command)
+    return click.option("--address", metavar="ADDR", help="Ray cluster to join (wins over ray.address).")(command)
+
+
+def _action_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """TARGET, its config and its params: what ``run``, ``validate`` and ``submit`` share."""
     for decorator in reversed(
         [
             click.argument("target", metavar="TARGET"),
@@ -117,7 +124,6 @@ def _common_options(command: Callable[..., Any]) -> Callable[..., Any]:
             click.option(
                 "--executor", type=click.Choice(["local", "ray"]), help="Where steps run (wins over config and env)."
             ),
-            click.option("--address", metavar="ADDR", help="Ray cluster to join (wins over ray.address)."),
             click.option("--params", "params_file", metavar="FILE", help="Action params from a YAML or JSON mapping."),
             click.option(
                 "--param",
@@ -159,6 +165,12 @@ def app() -> None:
     metavar="SECONDS",
     help="Without a terminal: a progress line at most this often and every 10 %, whichever is rarer.",
 )
+@click.option(
+    "--run-id",
+    callback=lambda ctx, param, value: check_run_id(value),
+    metavar="ID",
+    help="The run's id (default: 12 random hex digits); 'submit' sets it to the Ray job's submission id.",
+)
 @click.pass_context
 def run(ctx: click.Context, target: str, json_output: bool, **options: Any) -> None:
     """Run an action's steps; on failure the executed steps are rolled back.
@@ -183,6 +195,106 @@ def validate(ctx: click.Context, target: str, json_output: bool, **options: Any)
     from synapse_steps.cli.validate import validate_command
 
     ctx.exit(validate_command(_request(ctx, target, json=json_output, progress_every_s=30.0, **options)))
+
+
+_DASHBOARD = click.option(
+    "--address",
+    "dashboard",
+    required=True,
+    metavar="URL",
+    envvar="RAY_API_SERVER_ADDRESS",
+    help="The cluster's dashboard, http://HEAD:8265 (or RAY_API_SERVER_ADDRESS).",
+)
+_JSON_EVENTS = click.option("--json", "json_output", is_flag=True, help="The run's JSON event lines, as 'run --json'.")
+JOBS_EXIT_STATUS = (
+    "Exit status: the run's (0, 1, 3, 130); 2 when nothing was done (bad address, unknown run id, "
+    "invalid params, working dir too large); 130 also when you detach with Ctrl-C."
+)
+
+
+@app.command(cls=ActionCommand, epilog=JOBS_EXIT_STATUS)
+@_action_options
+@_DASHBOARD
+@click.option(
+    "--working-dir",
+    default=".",
+    show_default=True,
+    metavar="DIR",
+    help="Uploaded as the job's working directory (minus .git, virtualenvs, artifacts/, caches).",
+)
+@click.option("--wait", is_flag=True, help="Follow the run as 'attach' does, until it ends.")
+@click.option(
+    "--stop-grace",
+    type=click.IntRange(min=1),
+    default=60,
+    show_default=True,
+    metavar="SECONDS",
+    help="After 'stop' (SIGTERM), how long Ray lets the run roll back before it kills it.",
+)
+@_JSON_EVENTS
+@click.pass_context
+def submit(
+    ctx: click.Context,
+    target: str,
+    dashboard: str,
+    working_dir: str,
+    wait: bool,
+    stop_grace: int,
+    json_output: bool,
+    **options: Any,
+) -> None:
+    """Run an action on a Ray cluster as a Ray job; prints the run id (the job's submission id).
+
+    Params and config are validated here first; nothing is uploaded if they are invalid.
+    """
+    from synapse_steps.cli.remote import submit_command
+
+    request = _request(ctx, target, json=json_output, progress_every_s=30.0, address=None, **options)
+    ctx.exit(submit_command(request, dashboard, working_dir, wait, stop_grace))
+
+
+@app.command(epilog=JOBS_EXIT_STATUS)
+@click.argument("run_id", metavar="RUN_ID")
+@_DASHBOARD
+@_JSON_EVENTS
+@click.pass_context
+def attach(ctx: click.Context, run_id: str, dashboard: str, json_output: bool) -> None:
+    """Follow a submitted run: what it did so far, then live. Ctrl-C detaches; the run goes on."""
+    from synapse_steps.cli.remote import attach_command
+
+    ctx.exit(attach_command(dashboard, run_id, json_output))
+
+
+@app.command(epilog=JOBS_EXIT_STATUS)
+@click.argument("run_id", metavar="RUN_ID")
+@_DASHBOARD
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=click.FloatRange(min=0),
+    default=75.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for the run to roll back and end.",
+)
+@_JSON_EVENTS
+@click.pass_context
+def stop(ctx: click.Context, run_id: str, dashboard: str, timeout_s: float, json_output: bool) -> None:
+    """Stop a submitted run: it gets SIGTERM, rolls back its executed steps and ends (exit 130)."""
+    from synapse_steps.cli.remote import stop_command
+
+    ctx.exit(stop_command(dashboard, run_id, timeout_s, json_output))
+
+
+@app.command()
+@_DASHBOARD
+@click.option("--json", "json_output", is_flag=True, help="One JSON object per run.")
+@click.pass_context
+def jobs(ctx: click.Context, dashboard: str, json_output: bool) -> None:
+    """The runs submitted to a cluster: run id, status, target, start and end (UTC)."""
+    from synapse_steps.cli.remote import jobs_command
+
+    ctx.exit(jobs_command(dashboard, json_output))
 
 
 @app.command()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import click
 from pydantic import ValidationError
 
 from synapse_steps.actions.base import BaseAction
 from synapse_steps.cli.params import collect_params, params_problems
 from synapse_steps.cli.target import CliError, build_config
+from synapse_steps.runtime import RuntimeContext
 
 
 @dataclass
@@ -27,6 +30,7 @@ class Request:
     param_options: Mapping[str, str]
     json: bool
     progress_every_s: float
+    run_id: str | None = None
 
 
 def make_action(request: Request) -> BaseAction:
@@ -38,6 +42,17 @@ def make_action(request: Request) -> BaseAction:
     params = collect_params(model, request.params_file, request.params, request.param_options)
     config = build_config(request.config, request.executor, request.address)
     try:
-        return request.action_class(params, config=config)
+        runtime_ctx = RuntimeContext(job_id=request.run_id) if request.run_id else None
+        return request.action_class(params, runtime_ctx=runtime_ctx, config=config)
     except ValidationError as exc:
         raise CliError("invalid params:\n  " + "\n  ".join(params_problems(exc))) from None
+
+
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def check_run_id(value: str | None) -> str | None:
+    """A run id names Ray actors and jobs: letters, digits, '-' and '_', at most 64."""
+    if value is not None and not RUN_ID.fullmatch(value):
+        raise click.BadParameter(f"{value!r}: use letters, digits, '-' and '_' (at most 64, not starting with '-')")
+    return value

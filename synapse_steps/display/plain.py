@@ -55,7 +55,7 @@ class PlainView:
         self._title = f"{info['action']} on {info['executor']}"
         self._started = True
         self._last_time = time.monotonic()
-        self._line(f"{self._title} — {len(info['steps'])} steps, job {info['job_id']}")
+        self._line(f"{self._title} — {len(info['steps'])} steps, job {info['job_id']}", info.get("timestamp"))
 
     def progress(self, fraction: float, step: str | None) -> None:
         self._fraction = fraction
@@ -76,15 +76,16 @@ class PlainView:
         label = self._step.setdefault(name, f"step {entry['order']} of {entry['of']}: {name}")
         before_status, before_rollback = self._reported.get(name, ("pending", None))
         self._reported[name] = (status, rollback)
+        moment = entry.get("timestamp")  # set when the entry is replayed from a run's events
         if status == "running":
             self._current, self._inner = name, None
-            self._line(f"{label} started")
+            self._line(f"{label} started", moment)
         elif status != before_status:
             took = "" if entry["duration_s"] is None else f" in {entry['duration_s']:.2f} s"
             error = f": {entry['error']}" if status == "failed" and entry["error"] else ""
-            self._line(f"{label} {status}{took}{error}")
+            self._line(f"{label} {status}{took}{error}", moment)
         if rollback is not None and rollback != before_rollback:
-            self._line(f"rollback of {name}: {rollback}")
+            self._line(f"rollback of {name}: {rollback}", moment)
 
     def runtime_event(self, event: dict[str, Any]) -> None:
         where = f"[{event['step'] or '-'}]"
