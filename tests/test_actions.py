@@ -249,6 +249,7 @@ def test_upload_params_are_validated():
 # --- switching executors by configuration --------------------------------------------
 
 
+@pytest.mark.slow
 def test_executor_env_var_moves_the_same_action_onto_ray(monkeypatch, ray_session):
     monkeypatch.setenv("SYNAPSE_STEPS_EXECUTOR", "ray")
     monkeypatch.setenv("SYNAPSE_STEPS_RAY__PROGRESS_INTERVAL_S", "0.05")

@@ -314,6 +314,7 @@ def _check_train_run(proc: subprocess.CompletedProcess, output_dir: Path, execut
     return end["summary"]
 
 
+@pytest.mark.slow
 def test_train_example_runs_in_process(tmp_path):
     out = tmp_path / "artifacts"
     proc = cli(

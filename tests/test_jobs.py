@@ -257,6 +257,7 @@ def test_an_address_that_does_not_answer_fails_in_seconds() -> None:
     assert time.monotonic() - started < 15
 
 
+@pytest.mark.slow
 def test_a_web_server_that_is_not_a_dashboard_and_a_missing_token_are_named(tmp_path: Path) -> None:
     port = _free_port()
     server = subprocess.Popen(

@@ -69,6 +69,7 @@ def test_bad_urls_are_one_line_errors(url: str, message: str) -> None:
     assert str(info.value) == message
 
 
+@pytest.mark.slow
 def test_a_postgres_that_does_not_answer_fails_within_the_connect_timeout() -> None:
     with socket.socket() as silent:  # accepts TCP connections (backlog) but never speaks
         silent.bind(("127.0.0.1", 0))

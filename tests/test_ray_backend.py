@@ -79,6 +79,7 @@ class SlowTicker(BaseStep[KitContext]):
         return StepResult()
 
 
+@pytest.mark.slow
 def test_worker_progress_reaches_the_callback_while_the_step_runs() -> None:
     seen: list[tuple[float, int]] = []
     ctx = KitContext(runtime_ctx=RuntimeContext())

@@ -353,6 +353,7 @@ def test_crash_on_the_first_attempt_succeeds_on_retry_when_retries_are_allowed(t
 RETRY_CONNECTION_ERRORS = StepResources(max_retries=3, retry_exceptions=(ConnectionError,))
 
 
+@pytest.mark.slow
 def test_flaky_step_raising_a_retryable_exception_completes_on_the_third_attempt(tmp_path: Path) -> None:
     journal = tmp_path / "journal"
     flaky = FaultStep("flaky", journal, fault="flaky", fail_times=2, resources=RETRY_CONNECTION_ERRORS)
@@ -378,6 +379,7 @@ def test_exception_not_listed_for_retry_fails_at_once(tmp_path: Path) -> None:
     assert out.error.traceback is not None and "ValueError" in out.error.traceback
 
 
+@pytest.mark.slow
 def test_retryable_exception_that_never_stops_fails_after_the_last_retry(tmp_path: Path) -> None:
     journal = tmp_path / "journal"
     flaky = FaultStep("flaky", journal, fault="flaky", fail_times=99, resources=RETRY_CONNECTION_ERRORS)
@@ -394,6 +396,7 @@ def test_retryable_exception_that_never_stops_fails_after_the_last_retry(tmp_pat
 # --- 4. time limits -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["sleep", "stubborn"])
 def test_step_over_its_time_limit_is_stopped_and_rolled_back(tmp_path: Path, fault: str) -> None:
     journal = tmp_path / "journal"
@@ -417,6 +420,7 @@ def test_step_over_its_time_limit_is_stopped_and_rolled_back(tmp_path: Path, fau
 # --- 5. Ctrl-C and SIGTERM on the driver -------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_the_driver_stops_the_running_step_and_rolls_back(tmp_path: Path) -> None:
     """In-process Ctrl-C (``_thread.interrupt_main``) while a step sleeps on a worker."""
     journal = tmp_path / "journal"
@@ -815,6 +819,7 @@ def test_override_for_an_unknown_step_fails_before_any_step_runs(tmp_path: Path)
     [(StepResources(resources={"nope": 1}), "nope=1"), (StepResources(num_gpus=2), "num_gpus=2")],
     ids=["custom-resource", "two-gpus"],
 )
+@pytest.mark.slow
 def test_step_no_node_can_run_fails_within_the_schedule_timeout(
     tmp_path: Path, resources: StepResources, named: str
 ) -> None:
@@ -869,6 +874,7 @@ class TaggedStep(BaseStep[KitContext]):
         ctx.values.setdefault("undone", []).append((self._name, ctx.values["run"]))
 
 
+@pytest.mark.slow
 def test_four_concurrent_runs_never_mix_events_progress_or_state() -> None:
     runs = [f"run{i}" for i in range(4)]
     step_names = ["load", "work", "save"]

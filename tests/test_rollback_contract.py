@@ -100,7 +100,7 @@ class Units(BaseStep[UnitContext]):
         if self._end == "raise":
             raise RuntimeError(f"{self._name} broke after {i} units")
         if self._end == "exit":
-            time.sleep(0.3)  # longer than the progress interval: the state has streamed
+            time.sleep(1.0)  # many progress intervals: the state has streamed
             os._exit(1)
         return StepResult()
 
@@ -154,6 +154,7 @@ def test_crashed_worker_rollback_sees_the_state_that_reached_the_actor(
     assert orchestrator.records[0].rollback == "done"
 
 
+@pytest.mark.slow
 def test_step_stopped_by_its_time_limit_rollback_sees_every_unit_it_did(ray_session: None, tmp_path: Path) -> None:
     from ray_backend import RayExecutor
 
@@ -256,6 +257,7 @@ def test_base_exceptions_from_a_step_fail_it_and_roll_back_the_same_on_both_exec
 # --- the rollback's own policy --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_rollback_past_its_time_limit_is_recorded_failed_and_the_rest_still_run(
     make_executor: Callable[[], StepExecutor], tmp_path: Path
 ) -> None:
@@ -316,6 +318,7 @@ def _shard(item: tuple[str, int]) -> int:
     return index
 
 
+@pytest.mark.slow
 def test_shards_that_finish_after_the_first_failure_are_in_completed_shards(
     make_executor: Callable[[], StepExecutor], tmp_path: Path
 ) -> None:
@@ -344,6 +347,7 @@ def test_shards_that_finish_after_the_first_failure_are_in_completed_shards(
 # --- the context actor stops answering ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_frozen_context_actor_is_replaced_and_the_time_limit_still_holds(ray_session: None, tmp_path: Path) -> None:
     import ray
 

@@ -100,6 +100,7 @@ def test_a_different_file_in_the_way_is_not_overwritten(destination):
     assert tree(destination) == before
 
 
+@pytest.mark.slow
 def test_example_runs_as_a_program(tmp_path):
     dest = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNAPSE_STEPS_")}
