@@ -52,7 +52,10 @@ def _init(settings: RaySettings) -> None:
     if address is None:
         ray.init(address="local", num_cpus=settings.num_cpus, include_dashboard=False, **common)
         return
-    if address != "auto" and not address.startswith("ray://"):
+    if address.startswith("ray://"):
+        _require_ray_client(address)
+        _check_reachable(address.removeprefix("ray://"), settings.connect_timeout_s, shown=address)
+    elif address != "auto":
         _check_reachable(address, settings.connect_timeout_s)
     try:
         ray.init(address=address, **common)
@@ -76,14 +79,30 @@ def disconnect(connected: bool) -> None:
             ray.shutdown()
 
 
-def _check_reachable(address: str, timeout_s: float) -> None:
+def _require_ray_client(address: str) -> None:
+    """A ``ray://`` address needs Ray Client (grpcio), which the ``ray`` extra does not install.
+
+    Without it ``ray.init`` raises a bare ValueError; say what to install or use instead.
+    """
+    try:
+        import grpc  # noqa: F401 - the dependency Ray itself checks for Ray Client
+    except ImportError:
+        raise ConfigError(
+            f"ray.address {address!r} needs Ray Client, which is not installed: "
+            'pip install "ray[client]", or run on the cluster with Ray Jobs (synapse-steps submit / attach) instead'
+        ) from None
+
+
+def _check_reachable(address: str, timeout_s: float, shown: str | None = None) -> None:
+    """Fail in ``timeout_s`` when nothing listens at ``host:port`` (``shown``: the address as configured)."""
+    shown = shown or address
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
-        raise ConfigError(f"ray.address {address!r} must be 'auto', 'host:port' or 'ray://host:port'")
+        raise ConfigError(f"ray.address {shown!r} must be 'auto', 'host:port' or 'ray://host:port'")
     try:
         with socket.create_connection((host, int(port)), timeout=timeout_s):
             pass
     except OSError as exc:
         raise ConfigError(
-            f"ray.address {address!r} did not answer within {timeout_s:g}s ({exc}); is the cluster running?"
+            f"ray.address {shown!r} did not answer within {timeout_s:g}s ({exc}); is the cluster running?"
         ) from None

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import pickle
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ray import cloudpickle
@@ -27,24 +28,55 @@ def check_serializable(context: Any, steps: Sequence[BaseStep]) -> None:
     ship_runtime(context.runtime_ctx)
     _try(type(context), f"the context class {type(context).__qualname__}")
     for name, value in read_state(context).items():
-        what = f"context field '{name}' ({type(value).__name__})"
-        _refuse_open_file(value, what)
+        _refuse_open_file(value, f"context field '{name}'")
         if not stored_fields.is_large(value):
-            _try(value, what)
+            _try(value, f"context field '{name}' ({type(value).__name__})")
     for step in steps:
         what = f"step '{step.name}' ({type(step).__qualname__})"
-        for value in getattr(step, "__dict__", {}).values():
-            _refuse_open_file(value, what)
+        for attribute, value in getattr(step, "__dict__", {}).items():
+            _refuse_open_file(value, f"{what} → .{attribute}")
         _try(step, what)
 
 
+# How deep into nested dicts, lists, tuples, sets and dataclasses to look for open files.
+_MAX_DEPTH = 16
+
+
 def _refuse_open_file(value: Any, what: str) -> None:
-    """cloudpickle turns a file opened for reading into a StringIO copy: reject it by name."""
-    if isinstance(value, io.IOBase) and not isinstance(value, (io.BytesIO, io.StringIO)):
+    """cloudpickle turns a file opened for reading into a StringIO copy: reject it by name, at any depth."""
+    found = _open_file_in(value, "", _MAX_DEPTH, set())
+    if found is not None:
+        path, handle = found
+        where = f"{what} → {path}" if path else what
         raise ContextNotSerializableError(
-            f"{what} is an open file, which cannot be sent to a Ray worker (it would arrive as a "
-            "detached copy, if at all). Keep its path in the context and open it inside execute()."
+            f"{where} ({type(handle).__name__}) is an open file, which cannot be sent to a Ray worker (it would "
+            "arrive as a detached copy, if at all). Keep its path in the context and open it inside execute()."
         )
+
+
+def _open_file_in(value: Any, path: str, depth: int, seen: set[int]) -> tuple[str, Any] | None:
+    """(path, file) of the first open file in ``value``, walking containers once each."""
+    if isinstance(value, io.IOBase):
+        return None if isinstance(value, (io.BytesIO, io.StringIO)) else (path, value)
+    if depth == 0 or id(value) in seen:
+        return None
+    children: Iterable[tuple[str, Any]]
+    if isinstance(value, dict):
+        children = ((f"[{key!r}]", item) for key, item in value.items())
+    elif isinstance(value, (list, tuple)):
+        children = ((f"[{index}]", item) for index, item in enumerate(value))
+    elif isinstance(value, (set, frozenset)):
+        children = (("{…}", item) for item in value)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        children = ((f".{f.name}", getattr(value, f.name, None)) for f in dataclasses.fields(value))
+    else:
+        return None
+    seen.add(id(value))
+    for step, item in children:
+        found = _open_file_in(item, path + step, depth - 1, seen)
+        if found is not None:
+            return found
+    return None
 
 
 def _try(obj: Any, what: str) -> None:

@@ -14,7 +14,7 @@ task then commits its latest state to the actor and returns its report marked
 from __future__ import annotations
 
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import ray
@@ -85,9 +85,34 @@ def run_step(
         except Exception:  # noqa: BLE001 - the report below carries the state too
             pass
     report.fields, changed_large = state.final()
+    _refuse_unsendable(report, step.name, mode)
     report.events = runtime.take_pending()
     report.batches_sent = runtime.batches_sent
     return report, changed_large
+
+
+def _refuse_unsendable(report: TaskReport, step_name: str, mode: str) -> None:
+    """Fail the step, naming the field, when a value it left in the context cannot be pickled.
+
+    Otherwise Ray fails to send the report back with only "cannot pickle '_thread.lock'
+    object". The field keeps the value the driver had; the step's own error, if any, stays first.
+    """
+    for name, value in list(report.fields.items()):
+        try:
+            cloudpickle.dumps(value)
+        except Exception as exc:  # noqa: BLE001 - pickling raises many types
+            del report.fields[name]
+            problem = (
+                f"step '{step_name}' left context field '{name}' ({type(value).__name__}) that cannot be sent "
+                f"back from the worker: {type(exc).__name__}: {exc}. Keep handles such as locks, sockets and "
+                "open files out of the context (create them inside execute())"
+            )
+            if mode == "execute" and report.result is not None:
+                earlier = report.result
+                error = problem if earlier.success else f"{earlier.error}; and {problem}"
+                report.result = replace(earlier, success=False, error=error)
+            elif mode != "execute" and report.error is None:
+                report.error = RuntimeError(problem)
 
 
 def _portable(exc: Exception) -> Exception:

@@ -39,7 +39,7 @@ from synapse_steps.step import BaseStep, declared_resources
 class StepOptions(BaseModel):
     """Resources, retries and time limit for a step; unset fields keep the step's own."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .inf would fail later, in Ray
 
     num_cpus: float | None = Field(None, ge=0, description="CPUs reserved for the step's task.")
     num_gpus: float | None = Field(None, ge=0, description="GPUs reserved; the step lands on a GPU node.")
@@ -60,7 +60,7 @@ class StepOptions(BaseModel):
 class RaySettings(BaseModel):
     """How to reach Ray and how a run behaves on it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .inf would fail later, in Ray
 
     address: str | None = Field(
         None,
@@ -113,12 +113,8 @@ class ExecutorConfig(BaseSettings):
 
     def resources_for(self, step: BaseStep) -> StepResources:
         """Built-in defaults < config ``defaults`` < what the step declares < ``steps[name]``."""
-        declared = declared_resources(step)
-        builtin = StepResources()
-        own = {
-            k: getattr(declared, k) for k in builtin.__dataclass_fields__ if getattr(declared, k) != getattr(builtin, k)
-        }
-        resolved = builtin.merged(self.defaults.as_overrides()).merged(own)
+        own = declared_resources(step).declared()  # what the step passed, even a built-in default's value
+        resolved = StepResources().merged(self.defaults.as_overrides()).merged(own)
         override = self.steps.get(step.name)
         return resolved.merged(override.as_overrides()) if override else resolved
 

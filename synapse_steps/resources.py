@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 
 # A rollback that has not finished after this long is stopped and recorded as failed.
 DEFAULT_ROLLBACK_TIMEOUT_S = 300.0
+
+
+class _Unset:
+    """Marks a field the caller did not pass, so a declaration equal to a default still counts."""
+
+    def __repr__(self) -> str:
+        return "<default>"
+
+
+_UNSET: Any = _Unset()
+
+
+def _default(value: Any = None, *, factory: Any = None) -> Any:
+    """A field whose real default (``value``, or ``factory()``) is filled in by ``__post_init__``."""
+    return field(default=_UNSET, metadata={"default": value, "factory": factory})
 
 
 @dataclass(frozen=True)
@@ -23,20 +38,34 @@ class StepResources:
     ``rollback_timeout_s`` does (default ``DEFAULT_ROLLBACK_TIMEOUT_S``, counted from the
     rollback's start), and a rollback that raises or crashes is tried again up to
     ``rollback_retries`` times.
+
+    The fields passed explicitly, even at their default value, are what the step
+    declares (``declared()``): only those override the config file's ``defaults``.
     """
 
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
-    memory: int | None = None
-    resources: dict[str, float] = field(default_factory=dict)
-    accelerator_type: str | None = None
-    max_retries: int = 0
-    retry_exceptions: bool | tuple[type[BaseException], ...] = False
-    timeout_s: float | None = None
-    rollback_timeout_s: float = DEFAULT_ROLLBACK_TIMEOUT_S
-    rollback_retries: int = 0
+    num_cpus: float = _default(1.0)
+    num_gpus: float = _default(0.0)
+    memory: int | None = _default(None)
+    resources: dict[str, float] = _default(factory=dict)  # noqa: RUF009 - returns a dataclasses.field
+    accelerator_type: str | None = _default(None)
+    max_retries: int = _default(0)
+    retry_exceptions: bool | tuple[type[BaseException], ...] = _default(False)
+    timeout_s: float | None = _default(None)
+    rollback_timeout_s: float = _default(DEFAULT_ROLLBACK_TIMEOUT_S)
+    rollback_retries: int = _default(0)
+    _explicit: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        given: set[str] = set()
+        for spec in fields(self):
+            if not spec.init:
+                continue
+            if getattr(self, spec.name) is _UNSET:
+                factory = spec.metadata["factory"]
+                object.__setattr__(self, spec.name, factory() if factory else spec.metadata["default"])
+            else:
+                given.add(spec.name)
+        object.__setattr__(self, "_explicit", frozenset(given))
         for name in ("num_cpus", "num_gpus"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
@@ -58,5 +87,12 @@ class StepResources:
             raise ValueError(f"rollback_retries must be >= 0, got {self.rollback_retries!r}")
 
     def merged(self, overrides: dict[str, Any]) -> StepResources:
-        """A copy with the given fields replaced (None values are ignored)."""
-        return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        """A copy with the given fields replaced (None values are ignored); they count as explicit."""
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        copy = replace(self, **changes)  # replace() passes every field, so set ``_explicit`` here
+        object.__setattr__(copy, "_explicit", self._explicit | changes.keys())
+        return copy
+
+    def declared(self) -> dict[str, Any]:
+        """The fields the caller passed explicitly, with their values."""
+        return {name: getattr(self, name) for name in self._explicit}
