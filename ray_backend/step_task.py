@@ -23,6 +23,7 @@ from ray import cloudpickle
 from ray_backend import stored_fields
 from ray_backend.context_state import build_context
 from ray_backend.runtime_shipping import RuntimeSpec, activate
+from ray_backend.stored_fields import NewLargeValue, StoredField
 from ray_backend.task_report import TaskReport
 from ray_backend.worker_runtime import WorkerRuntime
 from ray_backend.worker_state import WorkerState
@@ -96,8 +97,16 @@ def _refuse_unsendable(report: TaskReport, step_name: str, mode: str) -> None:
 
     Otherwise Ray fails to send the report back with only "cannot pickle '_thread.lock'
     object". The field keeps the value the driver had; the step's own error, if any, stays first.
+    References into the object store are left out: pickling an ObjectRef outside Ray's own
+    serializer would pin its object for good.
     """
-    for name, value in list(report.fields.items()):
+    small = {k: v for k, v in report.fields.items() if not isinstance(v, (StoredField, NewLargeValue))}
+    try:
+        cloudpickle.dumps(small)  # one pass in the common case; field by field only to name the culprit
+        return
+    except Exception:  # noqa: BLE001 - pickling raises many types
+        pass
+    for name, value in small.items():
         try:
             cloudpickle.dumps(value)
         except Exception as exc:  # noqa: BLE001 - pickling raises many types
