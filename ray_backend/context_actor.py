@@ -34,7 +34,10 @@ class RunState:
         self._batches: list[tuple[str, list[RuntimeEvent]]] = []
         self._progress: dict[str | None, tuple[float, float]] = {}
 
-    def commit(self, version: int, snapshot: dict[str, Any]) -> None:
+    def commit(self, version: int, snapshot: dict[str, Any], done_token: str | None = None) -> None:
+        """A new base snapshot; ``done_token``: the task whose outcome it holds (its live state goes)."""
+        if done_token is not None:
+            self._live.pop(done_token, None)
         if version > self._version:
             self._version, self._snapshot = version, snapshot
 
@@ -57,10 +60,6 @@ class RunState:
     def live(self, token: str) -> dict[str, Any] | None:
         """The latest context task ``token`` streamed, or None if it sent none."""
         return self._live.get(token)
-
-    def forget(self, token: str) -> None:
-        """The driver has applied task ``token``'s outcome: drop its live state."""
-        self._live.pop(token, None)
 
     def progress(self) -> dict[str | None, tuple[float, float]]:
         return dict(self._progress)

@@ -288,8 +288,7 @@ class RayExecutor(StepExecutor):
             self._replay(context, report.events, tolerant=failing)
             self._nodes[step_name_of(token)] = report.node_id
         assert self._actor is not None
-        self._actor.forget.remote(token)
-        self._actor.commit.remote(self._transport.version, self._transport.committed)
+        self._actor.commit.remote(self._transport.version, self._transport.committed, token)
 
     def _unschedulable(self, step: BaseStep, mode: str, resources: StepResources, lost_node: str | None) -> str:
         limit = self._settings.schedule_timeout_s

@@ -95,7 +95,6 @@ class Orchestrator(Generic[C]):
         self._results: dict[int, StepResult] = {}
         self._dispatched: list[int] = []
         self._callback_fault: CallbackError | None = None
-        self._guard_reason = "interrupted"
         self.records: list[StepRecord] = []
 
     @classmethod
@@ -265,7 +264,6 @@ class Orchestrator(Generic[C]):
         """Roll back every dispatched step, last first; then raise the run's outcome."""
         self._tracker.halt()
         guard.unwinding()
-        self._guard_reason = guard.reason
         self._close_interrupted_step(failure, guard)
         errors: list[str] = []
         exceptions: list[BaseException] = []
@@ -291,7 +289,7 @@ class Orchestrator(Generic[C]):
                 record.rollback, record.rollback_error = "failed", exc
                 abandoned = step.name
                 self._lifecycle(step.name, "rollback_failed", error=str(exc))
-        self._raise_outcome(failure, abandoned, not_run, errors, exceptions)
+        self._raise_outcome(failure, guard.reason, abandoned, not_run, errors, exceptions)
 
     def _close_interrupted_step(self, failure: BaseException, guard: InterruptGuard) -> None:
         """A step still ``running`` was cut off by an interrupt: give it a failed result."""
@@ -339,6 +337,7 @@ class Orchestrator(Generic[C]):
     def _raise_outcome(
         self,
         failure: BaseException,
+        reason: str,
         abandoned: str | None,
         not_run: list[str],
         errors: list[str],
@@ -361,7 +360,7 @@ class Orchestrator(Generic[C]):
             ) from cause
         if cause is failure:
             if isinstance(failure, KeyboardInterrupt) and not failure.args:
-                failure.args = (self._guard_reason,)  # Ray's C++ wait re-raises a bare KeyboardInterrupt
+                failure.args = (reason,)  # Ray's C++ wait re-raises a bare KeyboardInterrupt
             raise failure
         raise cause from None
 
