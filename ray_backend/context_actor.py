@@ -33,6 +33,7 @@ class RunState:
         self._started: dict[str, str] = {}
         self._batches: list[tuple[str, list[RuntimeEvent]]] = []
         self._progress: dict[str | None, tuple[float, float]] = {}
+        self._journaled: dict[str, int] = {}
 
     def commit(self, version: int, snapshot: dict[str, Any], done_token: str | None = None) -> None:
         """A new base snapshot; ``done_token``: the task whose outcome it holds (its live state goes)."""
@@ -60,6 +61,13 @@ class RunState:
     def live(self, token: str) -> dict[str, Any] | None:
         """The latest context task ``token`` streamed, or None if it sent none."""
         return self._live.get(token)
+
+    def journaled(self, token: str, number: int) -> None:
+        """The driver journaled commit ``number`` of task ``token`` (its ``ctx.commit()`` may return)."""
+        self._journaled[token] = max(number, self._journaled.get(token, 0))
+
+    def journaled_upto(self, token: str) -> int:
+        return self._journaled.get(token, 0)
 
     def progress(self) -> dict[str | None, tuple[float, float]]:
         return dict(self._progress)

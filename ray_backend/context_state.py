@@ -1,30 +1,12 @@
-"""A context's state as a plain dict, and back — for ``__dict__`` and ``__slots__`` classes alike."""
+"""A context rebuilt on a worker from its state (the state helpers live in ``synapse_steps.context_state``)."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
-# Never travels: the driver's runtime context holds loggers, clients and subscribers;
-# workers get a ``WorkerRuntime`` in its place.
-RUNTIME_FIELD = "runtime_ctx"
+from synapse_steps.context_state import RUNTIME_FIELD, read_state, write_state
 
-
-def read_state(context: Any) -> dict[str, Any]:
-    """Every attribute of the context except ``runtime_ctx``: ``__dict__`` and slots alike."""
-    state = dict(getattr(context, "__dict__", {}))
-    slots = [name for klass in type(context).__mro__ for name in getattr(klass, "__slots__", ())]
-    fields = [f.name for f in dataclasses.fields(context)] if dataclasses.is_dataclass(context) else []
-    for name in [*fields, *slots]:
-        if name not in state and name not in ("__dict__", "__weakref__") and hasattr(context, name):
-            state[name] = getattr(context, name)
-    state.pop(RUNTIME_FIELD, None)
-    return state
-
-
-def write_state(context: Any, state: dict[str, Any]) -> None:
-    for name, value in state.items():
-        object.__setattr__(context, name, value)
+__all__ = ["RUNTIME_FIELD", "build_context", "read_state", "write_state"]
 
 
 def build_context(context_cls: type, state: dict[str, Any], runtime: Any) -> Any:

@@ -22,6 +22,7 @@ from ray_backend.task_options import reraised_exceptions, step_task_options
 from ray_backend.task_report import TaskReport
 from ray_backend.task_watch import StartWatch, describe_request, stop_task
 from ray_backend.transport import ContextTransport
+from ray_backend.worker_runtime import COMMIT_EVENT
 from synapse_steps import interrupts
 from synapse_steps.config import ExecutorConfig, load_config
 from synapse_steps.context import BaseStepContext
@@ -78,6 +79,11 @@ class RayExecutor(StepExecutor):
         self._nodes: dict[str, str | None] = {}
         self._never_started: set[str] = set()
         self.actor_name: str | None = None
+
+    @property
+    def config(self) -> ExecutorConfig:
+        """The configuration this executor was built from (journaled with a run)."""
+        return self._config
 
     @property
     def step_nodes(self) -> dict[str, str | None]:
@@ -153,6 +159,7 @@ class RayExecutor(StepExecutor):
         self._run_constants = RunConstants(
             type(context), context.runtime_ctx.env, context.runtime_ctx.job_id,
             self._settings.progress_interval_s, self._actor, runtime_spec(context.runtime_ctx, self.actor_name),
+            journaled=bool(getattr(context.runtime_ctx, "commits_observed", False)),
         )
 
     def _replace_actor(self, context: BaseStepContext) -> None:
@@ -311,12 +318,29 @@ class RayExecutor(StepExecutor):
         if drained is None:
             return {token: ""}
         started, events = drained
+        commits = [e.data["n"] for e in events if e.kind == COMMIT_EVENT]
         self._replay(context, events, tolerant)
+        if commits:
+            self._journal_commit(context, token, max(commits))
         return started
+
+    def _journal_commit(self, context: BaseStepContext, token: str, number: int) -> None:
+        """A worker's ``ctx.commit()``: its state into the caller's context, the journal, then the ack."""
+        assert self._transport is not None
+        live = self._ask_actor("live", context, token)
+        if live:
+            self._transport.apply(live, None)
+        commit = getattr(context.runtime_ctx, "commit_context", None)
+        if callable(commit):
+            commit(context)
+        if self._actor is not None:
+            self._actor.journaled.remote(token, number)
 
     @staticmethod
     def _replay(context: BaseStepContext, events: list[Any], tolerant: bool) -> None:
         for event in events:
+            if event.kind == COMMIT_EVENT:
+                continue  # a marker for the driver (see ``_journal_commit``), not a user event
             try:
                 replay(context.runtime_ctx, event)
             except CallbackError:

@@ -34,7 +34,7 @@ from synapse_steps.runtime import RuntimeContext, RuntimeEvent
 
 # Kept on the driver (what steps reported, who listens) or rebuilt on the worker (logger).
 _DRIVER_ONLY = frozenset(
-    {"events", "progress", "metrics", "callback_error", "_subscribers", "logger", "log_sink", "worker_factories"}
+    {"events", "progress", "metrics", "callback_error", "_subscribers", "_commit_hooks", "logger", "log_sink", "worker_factories"}
 )
 FACTORIES_ATTRIBUTE = "worker_factories"
 

@@ -45,6 +45,7 @@ class RunConstants:
     flush_interval_s: float
     actor: ray.actor.ActorHandle
     runtime: RuntimeSpec  # the user's runtime context, rebuilt on the worker
+    journaled: bool = False  # ctx.commit() waits until the driver journaled the state
 
 
 def run_step(
@@ -59,7 +60,7 @@ def run_step(
     node_id = ray.get_runtime_context().get_node_id()
     run.actor.started.remote(token, node_id)
     values = stored_fields.load(snapshot)
-    runtime = WorkerRuntime(run.env, run.job_id, run.actor, token, run.flush_interval_s)
+    runtime = WorkerRuntime(run.env, run.job_id, run.actor, token, run.flush_interval_s, journaled=run.journaled)
     facing = run.runtime.build(runtime)  # the user's runtime context, reporting through ``runtime``
     ctx = build_context(run.context_cls, values, facing)
     runtime.logger.set_step(ctx.current_step, ctx.current_step_order)  # attribute logger calls to the step

@@ -5,16 +5,19 @@ Calls are buffered and shipped to the run's context actor by a shipping thread e
 not a round trip. Each shipment carries the events reported since the last one (in
 order; only the latest progress per step) and, when it changed, the step's context
 state, so the actor always holds the step's latest state, at most one interval old.
-``ctx.commit()`` ships at once and waits for the actor to have it. What is still
-buffered when the step ends is returned with the step's result.
+``ctx.commit()`` ships at once and waits for the actor to have it — and, in a
+journaled run, for the driver to have written it to the journal (the driver reads
+the actor every ``progress_interval_s``, so such a commit takes about that long).
+What is still buffered when the step ends is returned with the step's result.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Final
 
 import ray
 
@@ -33,9 +36,20 @@ class CommitFailedError(StepsError, RuntimeError):
     """``ctx.commit()`` could not reach the run's context actor."""
 
 
+# Kind of the marker event a commit ships: the driver journals the state, it is never replayed.
+COMMIT_EVENT: Final = "commit"
+
+
 class WorkerRuntime(RuntimeContext):
     def __init__(
-        self, env: dict[str, Any], job_id: str, actor: ray.actor.ActorHandle, token: str, flush_interval_s: float
+        self,
+        env: dict[str, Any],
+        job_id: str,
+        actor: ray.actor.ActorHandle,
+        token: str,
+        flush_interval_s: float,
+        *,
+        journaled: bool = False,
     ) -> None:
         super().__init__(logger=logging.getLogger("synapse_steps.worker"), env=env, job_id=job_id)
         self._actor = actor
@@ -49,6 +63,8 @@ class WorkerRuntime(RuntimeContext):
         self._state: StateSource | None = None
         self._stop = threading.Event()
         self._shipper: threading.Thread | None = None
+        self._journaled = journaled
+        self._commits = 0
         self.batches_sent = 0
 
     def set_progress(
@@ -80,8 +96,29 @@ class WorkerRuntime(RuntimeContext):
             self._shipper.join(timeout=self._interval + 5.0)
 
     def commit_context(self, context: Any) -> None:
-        """``ctx.commit()``: ship events and state now; return once the actor holds them."""
+        """``ctx.commit()``: ship events and state now; return once the actor (and the journal) hold them."""
+        with self._lock:
+            self._commits += 1
+            number = self._commits
+            self._pending.append(RuntimeEvent(COMMIT_EVENT, self.current_step, {"n": number}))
         self.ship_now(_COMMIT_TIMEOUT_S)
+        if self._journaled:
+            self._await_journal(number)
+
+    def _await_journal(self, number: int) -> None:
+        """Wait until the driver says it journaled commit ``number`` (it polls the actor)."""
+        deadline = time.monotonic() + _COMMIT_TIMEOUT_S
+        while True:
+            try:
+                if ray.get(self._actor.journaled_upto.remote(self._token), timeout=_COMMIT_TIMEOUT_S) >= number:
+                    return
+            except (ray.exceptions.RayError, TimeoutError) as exc:
+                raise CommitFailedError(f"ctx.commit(): the run's context actor did not answer ({exc})") from exc
+            if time.monotonic() > deadline:
+                raise CommitFailedError(
+                    f"ctx.commit(): the driver did not journal the state within {_COMMIT_TIMEOUT_S:g}s"
+                )
+            time.sleep(min(self._interval, 0.05))
 
     def ship_now(self, timeout_s: float) -> None:
         """Ship what is buffered and the current state, and wait (bounded) for the actor to have it."""

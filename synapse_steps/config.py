@@ -89,6 +89,11 @@ class ExecutorConfig(BaseSettings):
     ray: RaySettings = Field(default_factory=RaySettings)
     defaults: StepOptions = Field(default_factory=StepOptions, description="Applied to every step first.")
     steps: dict[str, StepOptions] = Field(default_factory=dict, description="Overrides by step name.")
+    journal: str | None = Field(
+        None,
+        description="Run journal URL (sqlite:///PATH or postgresql+psycopg://USER@HOST/DB) that makes runs "
+        "resumable; None: no journal from Python, the per-user default from the CLI.",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -51,6 +51,19 @@ class BaseStepContext:
         if set_step is not None:
             set_step(step_name, self.current_step_order)
 
+    @property
+    def idempotency_key(self) -> str:
+        """``RUN_ID/STEP``: the same for every attempt of the running step, also after ``resume``.
+
+        Steps are at-least-once (a resumed run runs the step that was cut off again),
+        so pass this key to side effects that accept one (an upload's object name, an
+        idempotency header, a unique database key) to make them exactly-once.
+        Raises ``RuntimeError`` outside a step.
+        """
+        if self.current_step is None:
+            raise RuntimeError("ctx.idempotency_key is defined only while a step runs (or rolls back)")
+        return f"{getattr(self.runtime_ctx, 'job_id', None)}/{self.current_step}"
+
     def commit(self) -> None:
         """Make this context's current state durable before going on.
 
@@ -58,7 +71,9 @@ class BaseStepContext:
         the step is then stopped or its worker crashes, its rollback sees at least
         this state. In-process the context is always current; on Ray the state is
         sent to the run's context actor synchronously (changes also reach it on
-        their own, at most ``ray.progress_interval_s`` old).
+        their own, at most ``ray.progress_interval_s`` old). In a journaled run it is
+        also written to the run journal before this returns, so a rollback after the
+        driver's death (``synapse-steps rollback RUN_ID``) sees it too.
         """
         commit = getattr(self.runtime_ctx, "commit_context", None)
         if callable(commit):

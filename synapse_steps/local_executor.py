@@ -32,6 +32,11 @@ class LocalExecutor(StepExecutor):
     def __init__(self, config: ExecutorConfig | None = None) -> None:
         self._config = config
 
+    @property
+    def config(self) -> ExecutorConfig | None:
+        """The configuration this executor was built from (journaled with a run), if any."""
+        return self._config
+
     def resources_for(self, step: BaseStep) -> StepResources:
         return self._config.resources_for(step) if self._config is not None else declared_resources(step)
 

@@ -25,7 +25,7 @@ from synapse_steps.fanout import ShardOptions, map_in_threads
 from synapse_steps.messages import level_name, resolve_message
 from synapse_steps.run_logger import RunLogger
 
-EventKind = Literal["event", "progress", "metrics", "message", "step"]
+EventKind = Literal["event", "progress", "metrics", "message", "step", "commit"]
 Subscriber = Callable[["RuntimeEvent"], None]
 
 
@@ -102,6 +102,7 @@ class RuntimeContext:
         self.metrics: dict[str | None, dict[str, Any]] = {}
         self.callback_error: CallbackError | None = None
         self._subscribers: list[Subscriber] = []
+        self._commit_hooks: list[Callable[[Any], None]] = []
 
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
         """Call ``callback(event)`` for every future event; returns an unsubscribe function."""
@@ -180,8 +181,27 @@ class RuntimeContext:
         """Make ``context``'s current state durable now (``ctx.commit()``).
 
         In-process the context object is the state, so there is nothing to send; a
-        worker's runtime on Ray overrides this to commit to the run's context actor.
+        journaled run writes it to the run journal here (see ``on_commit``). A worker's
+        runtime on Ray overrides this to commit to the run's context actor, and the
+        driver then calls this method with the state the worker committed.
         """
+        for hook in list(self._commit_hooks):
+            hook(context)
+
+    @property
+    def commits_observed(self) -> bool:
+        """Whether a ``ctx.commit()`` must reach someone (the journal) before it returns."""
+        return bool(self._commit_hooks)
+
+    def on_commit(self, hook: Callable[[Any], None]) -> Callable[[], None]:
+        """Call ``hook(context)`` on every ``ctx.commit()``; returns a function that removes it."""
+        self._commit_hooks.append(hook)
+
+        def remove() -> None:
+            if hook in self._commit_hooks:
+                self._commit_hooks.remove(hook)
+
+        return remove
 
     def _language(self, override: str | None) -> str:
         return override or self.language or self.env.get_str("SYNAPSE_LANGUAGE", "en") or "en"

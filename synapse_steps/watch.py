@@ -159,6 +159,7 @@ def watch_run(
     target: str | None = None,
     exit_code_of: Callable[[BaseException | None], int] | None = None,
     watcher: RunWatcher | None = None,
+    start: Callable[[Orchestrator[Any]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run ``action`` with every event sent to ``reporter``; return ``run()``'s summary or raise as it does.
 
@@ -166,6 +167,8 @@ def watch_run(
     ``exit_code_of(exc)`` maps the outcome to ``code`` (default: 0 success, 1 otherwise).
     Errors while building the steps or the executor propagate before ``start``.
     ``watcher`` (optional) lets a caller see ``steps_started`` while the run goes.
+    ``start(orchestrator)`` runs it (default ``execute()``; the CLI's ``resume`` and
+    ``rollback`` pass ``resume``/``rollback_run``).
     """
     watcher = watcher or RunWatcher(reporter, user_callback=action.progress_callback)
     orchestrator = action.build_orchestrator(watcher.on_progress, watcher.before_step)
@@ -180,7 +183,7 @@ def watch_run(
     failure: BaseException | None = None
     result: dict[str, Any] = {}
     try:
-        result = orchestrator.execute()
+        result = orchestrator.execute() if start is None else start(orchestrator)
     except StepFailedError as exc:
         failure = exc
         outcome.update(

@@ -21,6 +21,18 @@ if TYPE_CHECKING:
 RAY_TEMP_DIR = os.path.join(tempfile.gettempdir(), f"ss-{os.getpid()}")  # AF_UNIX paths must stay short
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _journal_in_a_temp_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """CLI runs journal to the per-user state folder by default: keep the tests' runs out of the real one."""
+    previous = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("xdg-state"))
+    yield
+    if previous is None:
+        os.environ.pop("XDG_STATE_HOME", None)
+    else:
+        os.environ["XDG_STATE_HOME"] = previous
+
+
 @pytest.fixture(scope="session")
 def _ray_shutdown_at_end() -> Iterator[None]:
     yield

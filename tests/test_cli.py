@@ -503,7 +503,7 @@ def test_plain_output_has_a_timestamped_line_per_step_event(small_action):
     assert proc.returncode == 1
     lines = [line for line in proc.stdout.splitlines() if re.match(STAMP + " ", line)]
     events = [re.sub(r"[0-9.]+ s\b", "T s", line.split(" ", 1)[1]) for line in lines]
-    assert events[0].startswith("SmallAction on local — 3 steps, job ")
+    assert events[0].startswith("SmallAction on local — 3 steps, run ")
     assert events[1:] == [
         "step 1 of 3: prepare started",
         "[prepare] prepared count=4",

@@ -139,7 +139,7 @@ def test_submit_wait_runs_the_upload_on_the_cluster(cluster: dict[str, str], tmp
     proc = cli("submit", UPLOAD, "--address", cluster["url"], "--param", f"destination={destination}", "--wait")
     assert proc.returncode == 0, proc.stderr
     run_id = proc.stdout.splitlines()[0]
-    assert f"DirectoryUploadAction on local — 3 steps, job {run_id}" in proc.stdout
+    assert f"DirectoryUploadAction on local — 3 steps, run {run_id}" in proc.stdout
     assert "✓ succeeded: 3/3 steps" in proc.stdout
     assert _files(destination) == SAMPLE_FILES
     [row] = [r for r in _runs(cluster["url"]) if r["run_id"] == run_id]

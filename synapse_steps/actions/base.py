@@ -46,6 +46,8 @@ class BaseAction(ABC, Generic[P, C]):
         self.config = config if isinstance(config, ExecutorConfig) else load_config(config)
         self.progress_callback = progress_callback
         self.context: C | None = None
+        # What ``synapse-steps resume RUN_ID`` imports to rebuild a journaled run (the CLI sets its TARGET).
+        self.target = f"{type(self).__module__}:{type(self).__qualname__}"
 
     @abstractmethod
     def setup_steps(self, registry: StepRegistry[C]) -> None:
@@ -68,7 +70,34 @@ class BaseAction(ABC, Generic[P, C]):
         self.context = self.create_context()
         executor = build_executor(self.config, registry.get_step_names())
         callback = progress_callback or self.progress_callback
-        return Orchestrator(registry, self.context, callback, before_step, executor=executor)
+        return Orchestrator(
+            registry,
+            self.context,
+            callback,
+            before_step,
+            executor=executor,
+            journal=self.config.journal or False,
+            target=self.target,
+            params=self.params.model_dump(mode="json"),
+        )
+
+    def resume(self, run_id: str, *, force: bool = False) -> dict[str, Any]:
+        """Finish the journaled run ``run_id`` whose driver died (see ``Orchestrator.resume``).
+
+        Needs a journal: ``config.journal`` (``SYNAPSE_STEPS_JOURNAL``), else the per-user default.
+        """
+        return self._journaled_orchestrator().resume(run_id, force=force)
+
+    def rollback_run(self, run_id: str, *, force: bool = False) -> dict[str, Any]:
+        """Undo the journaled run ``run_id`` whose driver died (see ``Orchestrator.rollback_run``)."""
+        return self._journaled_orchestrator().rollback_run(run_id, force=force)
+
+    def _journaled_orchestrator(self) -> Orchestrator[C]:
+        if not self.config.journal:
+            from synapse_steps.journal import default_url
+
+            self.config = self.config.model_copy(update={"journal": default_url()})
+        return self.build_orchestrator()
 
     def run(self, *, show_progress: bool = False) -> dict[str, Any]:
         """Build the registry and context, then execute with the configured executor.

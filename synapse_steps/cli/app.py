@@ -22,6 +22,7 @@ from click.shell_completion import get_completion_class
 
 from synapse_steps import __version__
 from synapse_steps.cli.interrupt import EXIT_INTERRUPTED, exit_now
+from synapse_steps.cli.journaling_options import journal_option
 from synapse_steps.cli.params import META_KEY, PANEL, model_options
 from synapse_steps.cli.request import Request, check_run_id
 from synapse_steps.cli.target import CliError, load_action_class
@@ -171,12 +172,16 @@ def app() -> None:
     metavar="ID",
     help="The run's id (default: 12 random hex digits); 'submit' sets it to the Ray job's submission id.",
 )
+@journal_option
+@click.option("--no-journal", is_flag=True, help="Do not journal this run (it cannot be resumed).")
 @click.pass_context
 def run(ctx: click.Context, target: str, json_output: bool, **options: Any) -> None:
     """Run an action's steps; on failure the executed steps are rolled back.
 
     In a terminal: a live bar with ETA. Otherwise (CI, a pipe, nohup): one timestamped
     line per step start, finish, failure and rollback, and a few progress lines.
+    The run is journaled (see --journal), so if this process dies, 'resume RUN_ID'
+    finishes it or 'rollback RUN_ID' undoes it.
     """
     from synapse_steps.cli.run import run_command
 
@@ -184,6 +189,62 @@ def run(ctx: click.Context, target: str, json_output: bool, **options: Any) -> N
     if code == EXIT_INTERRUPTED:
         exit_now(code)  # the run has unwound: nothing is left that Ctrl-C should wait for
     ctx.exit(code)
+
+
+_PROGRESS_EVERY = click.option(
+    "--progress-every",
+    "progress_every_s",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Without a terminal: a progress line at most this often and every 10 %, whichever is rarer.",
+)
+_RUN_JSON = click.option("--json", "json_output", is_flag=True, help="JSON lines on stdout, as 'run --json'.")
+_FORCE = click.option("--force", is_flag=True, help="Go on even if the action's steps changed since the run started.")
+
+
+@app.command(epilog=EXIT_STATUS)
+@click.argument("run_id", metavar="RUN_ID")
+@journal_option
+@_FORCE
+@click.option("--executor", type=click.Choice(["local", "ray"]), help="Where steps run (default: as journaled).")
+@click.option("--address", metavar="ADDR", help="Ray cluster to join (default: as journaled).")
+@_RUN_JSON
+@_PROGRESS_EVERY
+def resume(run_id: str, json_output: bool, **options: Any) -> None:
+    """Finish a journaled run whose driver died: steps that succeeded are not run again.
+
+    Rebuilds the action from the journal (TARGET, params, executor config), restores the
+    context committed after the last step that succeeded, and runs the rest; the step
+    that was running when the driver died runs again (steps are at-least-once).
+    """
+    from synapse_steps.cli.journaling import journaled_command
+
+    _finish(journaled_command("resume", run_id, json_output=json_output, **options))
+
+
+@app.command(epilog=EXIT_STATUS)
+@click.argument("run_id", metavar="RUN_ID")
+@journal_option
+@_FORCE
+@_RUN_JSON
+@_PROGRESS_EVERY
+def rollback(run_id: str, json_output: bool, **options: Any) -> None:
+    """Undo a journaled run whose driver died (or whose rollback was abandoned), last step first.
+
+    Each step that started and was not rolled back yet is rolled back with the context it
+    had committed; each outcome is journaled once, so running this twice undoes nothing twice.
+    """
+    from synapse_steps.cli.journaling import journaled_command
+
+    _finish(journaled_command("rollback", run_id, json_output=json_output, **options))
+
+
+def _finish(code: int) -> None:
+    if code == EXIT_INTERRUPTED:
+        exit_now(code)
+    click.get_current_context().exit(code)
 
 
 @app.command(cls=ActionCommand)

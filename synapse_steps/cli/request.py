@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import click
 from pydantic import ValidationError
@@ -12,6 +14,7 @@ from pydantic import ValidationError
 from synapse_steps.actions.base import BaseAction
 from synapse_steps.cli.params import collect_params, params_problems
 from synapse_steps.cli.target import CliError, build_config
+from synapse_steps.config import ExecutorConfig
 from synapse_steps.runtime import RuntimeContext
 
 
@@ -31,6 +34,8 @@ class Request:
     json: bool
     progress_every_s: float
     run_id: str | None = None
+    journal: str | None = None  # --journal URL
+    no_journal: bool = False  # --no-journal
 
 
 def make_action(request: Request) -> BaseAction:
@@ -40,12 +45,37 @@ def make_action(request: Request) -> BaseAction:
     assert request.action_class is not None
     model = request.action_class._resolve_params_model()
     params = collect_params(model, request.params_file, request.params, request.param_options)
-    config = build_config(request.config, request.executor, request.address)
+    config = with_journal(build_config(request.config, request.executor, request.address), request)
     try:
         runtime_ctx = RuntimeContext(job_id=request.run_id) if request.run_id else None
-        return request.action_class(params, runtime_ctx=runtime_ctx, config=config)
+        action = request.action_class(params, runtime_ctx=runtime_ctx, config=config)
     except ValidationError as exc:
         raise CliError("invalid params:\n  " + "\n  ".join(params_problems(exc))) from None
+    action.target = absolute_target(request.target)
+    return action
+
+
+def with_journal(config: ExecutorConfig, request: Request) -> ExecutorConfig:
+    """The CLI journals every run: ``--journal``, else the config's, else the per-user default.
+
+    The journal is opened once here, so a bad URL or a database that does not answer is a
+    one-line error (exit status 2) before anything starts.
+    """
+    from synapse_steps.journal import Journal, default_url
+
+    if request.no_journal:
+        return config.model_copy(update={"journal": None})
+    url = request.journal or config.journal or default_url()
+    Journal.open(url).close()
+    return config.model_copy(update={"journal": url})
+
+
+def absolute_target(target: str) -> str:
+    """TARGET as ``resume`` can import it from any folder: a file's path made absolute."""
+    where, _, attr = target.rpartition(":")
+    if where.endswith(".py") or "/" in where or os.sep in where:
+        return f"{Path(where).expanduser().resolve()}:{attr}"
+    return target
 
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")

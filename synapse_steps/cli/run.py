@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import sys
 import traceback
+from collections.abc import Callable
+from typing import Any
 
+from synapse_steps.actions.base import BaseAction
 from synapse_steps.cli.interrupt import EXIT_INTERRUPTED, StartupInterrupt
 from synapse_steps.cli.report_json import JsonReporter, claim_stdout
 from synapse_steps.cli.request import Request, make_action
 from synapse_steps.display import LiveView, view_for_stdout
 from synapse_steps.errors import RollbackIncompleteError, StepFailedError, StepsError
+from synapse_steps.orchestrator import Orchestrator
 from synapse_steps.watch import Reporter, RunWatcher, watch_run
 
 # Exit statuses of ``synapse-steps run`` (also documented in the README).
@@ -33,25 +37,40 @@ def exit_code_of(exc: BaseException | None) -> int:
     return EXIT_FAILED
 
 
-def run_command(request: Request) -> int:
-    """Run the action and report it; returns the exit status (0, 1, 2 or 130)."""
+def run_command(
+    request: Request,
+    *,
+    build: Callable[[Request], BaseAction] = make_action,
+    start: Callable[[Orchestrator[Any]], dict[str, Any]] | None = None,
+) -> int:
+    """Run the action and report it; returns the exit status (0, 1, 2, 3 or 130).
+
+    ``build`` makes the action (default: from TARGET and params); ``start`` runs the
+    orchestrator (default ``execute``) — ``resume`` and ``rollback`` pass their own.
+    """
     reporter: Reporter = JsonReporter(claim_stdout()) if request.json else view_for_stdout(request.progress_every_s)
     watcher = RunWatcher(reporter)
     guard = StartupInterrupt(lambda: watcher.steps_started, lambda: _abort(reporter))
     try:
         with guard:
-            return _run(request, reporter, watcher)
+            return _run(request, reporter, watcher, build, start)
     except KeyboardInterrupt:  # before the run started, or while its end was being printed
         return EXIT_INTERRUPTED
     finally:
         _close(reporter)
 
 
-def _run(request: Request, reporter: Reporter, watcher: RunWatcher) -> int:
+def _run(
+    request: Request,
+    reporter: Reporter,
+    watcher: RunWatcher,
+    build: Callable[[Request], BaseAction],
+    start: Callable[[Orchestrator[Any]], dict[str, Any]] | None,
+) -> int:
     try:
-        action = make_action(request)
+        action = build(request)
         watcher.user_callback = action.progress_callback
-        watch_run(action, reporter, target=request.target, exit_code_of=exit_code_of, watcher=watcher)
+        watch_run(action, reporter, target=request.target, exit_code_of=exit_code_of, watcher=watcher, start=start)
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - every failure becomes an exit status
         if watcher.orchestrator is not None:  # the run started: watch_run has reported the end

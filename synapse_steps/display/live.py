@@ -73,7 +73,7 @@ class LiveView:
     def start(self, info: dict[str, Any]) -> None:
         self._names = [s["name"] for s in info["steps"]]
         self._title = f"{info['action']} on {info['executor']}"
-        self.console.print(Text(self._title, style="bold") + Text(f" — {len(self._names)} steps, job {info['job_id']}"))
+        self.console.print(Text(self._title, style="bold") + Text(f" — {len(self._names)} steps, run {info['job_id']}"))
         self._task = self._bar.add_task("run", total=1.0, label="starting", mark=None)
         self._bar.start()
 

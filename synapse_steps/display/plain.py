@@ -55,7 +55,7 @@ class PlainView:
         self._title = f"{info['action']} on {info['executor']}"
         self._started = True
         self._last_time = time.monotonic()
-        self._line(f"{self._title} — {len(info['steps'])} steps, job {info['job_id']}", info.get("timestamp"))
+        self._line(f"{self._title} — {len(info['steps'])} steps, run {info['job_id']}", info.get("timestamp"))
 
     def progress(self, fraction: float, step: str | None) -> None:
         self._fraction = fraction
@@ -100,6 +100,8 @@ class PlainView:
             self._errors.print(f"error: {error}", markup=False)
             return
         outcome = "succeeded" if exit_code == 0 else "stopped" if exit_code == 130 else "failed"
+        if summary.get("action") == "rollback":
+            outcome = "rolled back" if exit_code == 0 else "rollback " + outcome
         self._line(f"run {outcome} at {self._fraction:.0%} after {summary['duration_s']:.1f} s")
         print_summary(self.console, self._errors, self._title, exit_code, summary, error)
         self._stream.flush()

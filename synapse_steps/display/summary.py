@@ -40,6 +40,10 @@ def print_summary(
     console.print(table)
     for step, values in summary["metrics"].items():
         console.print(f"metrics [{step}] {key_values(values)}", highlight=False, markup=False)
+    if exit_code == 0 and summary.get("action") == "rollback":
+        rolled = ", ".join(summary["rolled_back"]) or "nothing was left to undo"
+        console.print(Text("✓ rolled back", style="bold green") + Text(f" (last first): {rolled}"))
+        return
     if exit_code == 0:
         for entry in summary["steps"]:
             if entry["data"]:

@@ -200,7 +200,7 @@ class Journal:
         with engines.database_errors(self._url, f"reading run {run_id!r}"), self._engine.connect() as conn:
             run = queries.summary(queries.run_row(conn, run_id), time.time())
         if run.status not in allowed:
-            raise JournalError(_refusal(run, allowed))
+            raise JournalError(refusal(run, allowed))
         return self._claim(run_id, run.owner_epoch, heartbeat_interval_s)
 
     def _claim(self, run_id: str, epoch: int, heartbeat_interval_s: float) -> RunJournal:
@@ -274,7 +274,8 @@ class Journal:
         self.close()
 
 
-def _refusal(run: RunSummary, allowed: Collection[RunStatus]) -> str:
+def refusal(run: RunSummary, allowed: Collection[RunStatus]) -> str:
+    """Why ``run`` cannot be taken over: still running, already finished, or another status."""
     if run.status is RunStatus.RUNNING:
         return f"run {run.run_id!r} is still running (owner {run.owner.host} pid {run.owner.pid})"
     if run.status in FINISHED:

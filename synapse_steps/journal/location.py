@@ -27,7 +27,11 @@ def state_dir() -> Path:
 
 def default_url() -> str:
     """The journal URL used when none is given (see the module docstring)."""
-    return os.environ.get(ENV_VAR) or f"sqlite:///{state_dir() / 'runs.db'}"
+    return os.environ.get(ENV_VAR) or _per_user_url()
+
+
+def _per_user_url() -> str:
+    return f"sqlite:///{state_dir() / 'runs.db'}"
 
 
 def parse_url(url: str | None) -> URL:
@@ -49,7 +53,7 @@ def parse_url(url: str | None) -> URL:
             "use sqlite:///PATH or postgresql+psycopg://..."
         )
     if parsed.drivername == "sqlite":
-        _check_sqlite_path(parsed, is_default=url is None and ENV_VAR not in os.environ)
+        _check_sqlite_path(parsed, is_default=text == _per_user_url())
     return parsed
 
 

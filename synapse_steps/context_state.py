@@ -1,0 +1,31 @@
+"""A context's state as a plain dict, and back — for ``__dict__`` and ``__slots__`` classes alike.
+
+What travels to Ray workers and what the run journal commits: every attribute except
+the runtime context, which holds loggers, clients and subscribers and never leaves
+the driver.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+RUNTIME_FIELD = "runtime_ctx"
+
+
+def read_state(context: Any) -> dict[str, Any]:
+    """Every attribute of the context except ``runtime_ctx``: ``__dict__`` and slots alike."""
+    state = dict(getattr(context, "__dict__", {}))
+    slots = [name for klass in type(context).__mro__ for name in getattr(klass, "__slots__", ())]
+    fields = [f.name for f in dataclasses.fields(context)] if dataclasses.is_dataclass(context) else []
+    for name in [*fields, *slots]:
+        if name not in state and name not in ("__dict__", "__weakref__") and hasattr(context, name):
+            state[name] = getattr(context, name)
+    state.pop(RUNTIME_FIELD, None)
+    return state
+
+
+def write_state(context: Any, state: dict[str, Any]) -> None:
+    """Set every field of ``state`` on ``context``, bypassing frozen dataclasses and properties."""
+    for name, value in state.items():
+        object.__setattr__(context, name, value)
