@@ -74,8 +74,8 @@ class Duration(click.ParamType):
 
     @staticmethod
     def show(seconds: int) -> str:
-        """``seconds`` in the largest unit that divides it: 2592000 is 30d."""
-        unit, size = next((u, n) for u, n in reversed(_UNITS_S.items()) if seconds % n == 0)
+        """``seconds`` in the largest unit that divides it: 2592000 is 30d, 0 is 0s."""
+        unit, size = next(((u, n) for u, n in reversed(_UNITS_S.items()) if seconds and seconds % n == 0), ("s", 1))
         return f"{seconds // size}{unit}"
 
 
