@@ -279,6 +279,8 @@ def test_show_lists_each_attempt_of_a_resumed_run_and_its_metrics(capsys: pytest
         run.step_finished("train", attempt, StepStatus.SUCCEEDED, result={"epochs": 3})
         attempt = run.step_started("save", 2, node="node-c")
         run.step_finished("save", attempt, StepStatus.SKIPPED)
+        attempt = run.step_started("publish", 3, node="node-c")  # resumed with --force on a grown registry
+        run.step_finished("publish", attempt, StepStatus.SUCCEEDED)
         run.finish(RunStatus.SUCCEEDED, metrics={"train": {"loss": 0.1}})
     code, out, _ = cli(capsys, "runs", "show", run_id, "--journal", url)
     assert code == 0
@@ -288,11 +290,16 @@ def test_show_lists_each_attempt_of_a_resumed_run_and_its_metrics(capsys: pytest
     assert lines[train_at + 2].startswith("     attempt 2: SUCCEEDED, node node-c, ")
     assert lines[train_at + 3] == '       result     {"epochs": 3}'
     assert lines[train_at + 5].startswith("     attempt 1: SKIPPED, node node-c, ")
+    assert lines[train_at + 6] == "  4. publish (not in the run's registry)"
+    assert lines[train_at + 7].startswith("     attempt 1: SUCCEEDED, node node-c, ")
     assert 'metrics    {"train": {"loss": 0.1}}' in lines and "status     succeeded" in lines
     assert lines[lines.index("rollbacks (in the order they ran)") + 1] == "  none"
     code, out, _ = cli(capsys, "runs", "show", run_id, "--json", "--journal", url)
     run_json = json.loads(out)
     assert [a["attempt"] for a in run_json["steps"][1]["attempts"]] == [1, 2]
+    assert [(s["name"], s["cls"], len(s["attempts"])) for s in run_json["steps"]] == [
+        ("load", "pkg.steps:Load", 1), ("train", "pkg.steps:Train", 2), ("save", "pkg.steps:Save", 1), ("publish", None, 1)
+    ]  # fmt: skip
     assert run_json["metrics"] == {"train": {"loss": 0.1}} and run_json["owner_epoch"] == 2
 
 

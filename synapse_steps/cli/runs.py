@@ -24,7 +24,7 @@ import click
 from synapse_steps.cli.run import EXIT_OK, EXIT_USAGE
 from synapse_steps.cli.target import CliError
 from synapse_steps.errors import JournalError, StepsError
-from synapse_steps.journal import Journal, Progress, RunDetail, RunStatus, RunSummary
+from synapse_steps.journal import Journal, Progress, RunDetail, RunStatus, RunSummary, StepAttempt, StepEntry
 
 F = TypeVar("F", bound=Callable[..., Any])
 _UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -145,16 +145,25 @@ def list_runs(url: str | None, status: RunStatus | None, limit: int, json_output
 # -- show ---------------------------------------------------------------------------------------
 
 
+def _steps(detail: RunDetail) -> list[tuple[StepEntry | None, str, list[StepAttempt]]]:
+    """Each step with its attempts: the run's registry in order, then any step attempted that is
+    not in it (a run resumed with ``--force`` on a changed registry), so no attempt goes unshown."""
+    names = [e.name for e in detail.registry]
+    names += list(dict.fromkeys(a.step for a in detail.attempts if a.step not in names))
+    entries = {e.name: e for e in detail.registry}
+    return [(entries.get(name), name, [a for a in detail.attempts if a.step == name]) for name in names]
+
+
 def _detail(detail: RunDetail) -> dict[str, Any]:
     """``runs show --json``: the run, its steps (registry order) with their attempts, rollbacks, commits."""
     steps = [
         {
-            "name": entry.name,
-            "cls": entry.cls,
-            "weight": entry.weight,
-            "attempts": [_record(a) for a in detail.attempts if a.step == entry.name],
+            "name": name,
+            "cls": None if entry is None else entry.cls,
+            "weight": None if entry is None else entry.weight,
+            "attempts": [_record(a) for a in attempts],
         }
-        for entry in detail.registry
+        for entry, name, attempts in _steps(detail)
     ]
     return {
         **_record(detail.summary),
@@ -198,9 +207,9 @@ def _text(detail: RunDetail) -> list[str]:
         "",
         "steps",
     ]
-    for n, entry in enumerate(detail.registry, 1):
-        lines.append(f"  {n}. {entry.name} ({entry.cls}, weight {entry.weight:g})")
-        attempts = [a for a in detail.attempts if a.step == entry.name]
+    for n, (entry, name, attempts) in enumerate(_steps(detail), 1):
+        about = "not in the run's registry" if entry is None else f"{entry.cls}, weight {entry.weight:g}"
+        lines.append(f"  {n}. {name} ({about})")
         if not attempts:
             lines.append("     not started")
         for a in attempts:
