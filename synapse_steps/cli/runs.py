@@ -24,7 +24,7 @@ import click
 from synapse_steps.cli.run import EXIT_OK, EXIT_USAGE
 from synapse_steps.cli.target import CliError
 from synapse_steps.errors import JournalError, StepsError
-from synapse_steps.journal import Journal, Progress, RunDetail, RunStatus, RunSummary, StepAttempt, StepEntry
+from synapse_steps.journal import ErrorInfo, Journal, Progress, RunDetail, RunStatus, RunSummary, StepAttempt, StepEntry
 
 F = TypeVar("F", bound=Callable[..., Any])
 _UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -119,7 +119,7 @@ def _json_text(value: Mapping[str, Any] | None) -> str:
 # -- list ---------------------------------------------------------------------------------------
 
 
-def list_runs(url: str | None, status: RunStatus | None, limit: int, json_output: bool) -> None:
+def _list(url: str | None, status: RunStatus | None, limit: int, json_output: bool) -> None:
     with open_journal(url) as journal:
         runs = journal.list_runs(status=status, limit=limit)
         where = journal.url
@@ -178,7 +178,7 @@ def _detail(detail: RunDetail) -> dict[str, Any]:
     }
 
 
-def _error_lines(error: Any, indent: str) -> list[str]:
+def _error_lines(error: ErrorInfo | None, indent: str) -> list[str]:
     if error is None:
         return []
     lines = [f"{indent}error      {error.type}: {error.message}"]
@@ -233,7 +233,7 @@ def _text(detail: RunDetail) -> list[str]:
     return lines
 
 
-def show_run(url: str | None, run_id: str, json_output: bool) -> None:
+def _show(url: str | None, run_id: str, json_output: bool) -> None:
     with open_journal(url) as journal:
         detail = journal.get_run(run_id)
     if json_output:
@@ -245,12 +245,12 @@ def show_run(url: str | None, run_id: str, json_output: bool) -> None:
 # -- prune --------------------------------------------------------------------------------------
 
 
-def prune_runs(url: str | None, older_than_s: int, json_output: bool) -> None:
+def _prune(url: str | None, older_than_s: int, json_output: bool) -> None:
     with open_journal(url) as journal:
         pruned = journal.prune(older_than_s)
         where = journal.url
     if json_output:
-        print(json.dumps({"journal": where, "older_than_s": older_than_s, "count": len(pruned), "run_ids": pruned}))
+        print(json.dumps({"journal": where, "older_than_s": older_than_s, "count": len(pruned), "run_ids": pruned}), flush=True)
         return
     click.echo(f"pruned {len(pruned)} run{'' if len(pruned) == 1 else 's'} not active for {Duration.show(older_than_s)} from {where}")
     for run_id in pruned:
@@ -287,7 +287,7 @@ def list_command(ctx: click.Context, status: str | None, limit: int, json_output
     --json: one object per line per run.
     """
     wanted = None if status is None else RunStatus(status)
-    ctx.exit(_outcome(lambda: list_runs(journal_url, wanted, limit, json_output)))
+    ctx.exit(_outcome(lambda: _list(journal_url, wanted, limit, json_output)))
 
 
 @runs.command("show", epilog=RUNS_EXIT_STATUS)
@@ -301,7 +301,7 @@ def show_command(ctx: click.Context, run_id: str, json_output: bool, journal_url
     Every attempt of every step in registry order, with node, duration, result, error and
     full traceback; each step's rollback outcome; each context commit. --json: one object.
     """
-    ctx.exit(_outcome(lambda: show_run(journal_url, run_id, json_output)))
+    ctx.exit(_outcome(lambda: _show(journal_url, run_id, json_output)))
 
 
 @runs.command("prune", epilog=RUNS_EXIT_STATUS)
@@ -322,4 +322,4 @@ def prune_command(ctx: click.Context, older_than_s: int, json_output: bool, jour
     Finished and interrupted runs go, with their context blobs no other run uses; then
     SQLite is VACUUMed. Prints how many runs were deleted and their ids.
     """
-    ctx.exit(_outcome(lambda: prune_runs(journal_url, older_than_s, json_output)))
+    ctx.exit(_outcome(lambda: _prune(journal_url, older_than_s, json_output)))
