@@ -23,7 +23,8 @@ import pytest
 from sqlalchemy import update
 
 from synapse_steps.cli import main
-from synapse_steps.cli.runs import Duration
+from synapse_steps.cli.runs import Duration, open_journal
+from synapse_steps.cli.target import CliError
 from synapse_steps.journal import ErrorInfo, Journal, RollbackStatus, RunStatus, StepEntry, StepStatus, schema
 from tests.journal_fixtures import crashed_run, postgres_server  # noqa: F401  (fixture)
 
@@ -355,6 +356,14 @@ def test_a_bad_duration_is_a_usage_error_and_prunes_nothing(capsys: pytest.Captu
 
 
 # -- bad input: one line on stderr, exit 2, nothing changed -----------------------------------
+
+
+def test_open_journal_turns_a_refusal_into_a_cli_error(url: str) -> None:
+    with pytest.raises(CliError) as info:
+        open_journal("sqlite://")
+    assert str(info.value) == "journal URL 'sqlite://' names no file: an in-memory journal would not outlive the driver"
+    with open_journal(url) as journal:
+        assert journal.url == url and journal.list_runs() == []
 
 
 def test_an_unknown_run_id_is_named(capsys: pytest.CaptureFixture[str], url: str) -> None:
