@@ -24,6 +24,7 @@ from sqlalchemy import update
 
 from synapse_steps.cli import main
 from synapse_steps.cli.runs import Duration, open_journal
+from synapse_steps.cli.runs_format import duration
 from synapse_steps.cli.target import CliError
 from synapse_steps.journal import ErrorInfo, Journal, RollbackStatus, RunStatus, StepEntry, StepStatus, schema
 from tests.journal_fixtures import crashed_run, postgres_server  # noqa: F401  (fixture)
@@ -334,6 +335,10 @@ def test_prune_deletes_old_runs_and_never_a_live_one(capsys: pytest.CaptureFixtu
     code, out, _ = cli(capsys, "runs", "prune", "--older-than", "0s", "--json", "--journal", url)
     assert json.loads(out)["run_ids"] == ["run-recent"] and run_ids(url) == ["run-live"]
     assert cli(capsys, "runs", "prune", "--older-than", "1s", "--journal", url)[1] == f"pruned 0 runs not active for 1s from {url}\n"
+
+
+def test_durations_are_shown_in_seconds_under_a_minute_else_hours_minutes_seconds() -> None:
+    assert [duration(s) for s in (None, 0.8, 59.5, 65, 3 * 3600 + 7, 90061)] == ["-", "0.80 s", "59.50 s", "0:01:05", "3:00:07", "1 day, 1:01:01"]
 
 
 @pytest.mark.parametrize(("text", "seconds", "shown"), [("90s", 90, "90s"), ("15m", 900, "15m"), ("12h", 43200, "12h"), ("30d", 2592000, "30d"), ("2w", 1209600, "2w"), ("120m", 7200, "2h"), ("0d", 0, "0s")])
