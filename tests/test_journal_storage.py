@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, select, text
+from sqlalchemy import MetaData, inspect, select, text
 
 from synapse_steps.journal import Journal, JournalError, RunStatus, StepEntry, default_url, schema
 from synapse_steps.journal.blobs import FsspecBlobStore, LocalBlobStore, digest_of
@@ -151,9 +151,30 @@ def _version(url: str) -> list[int]:
 
 def test_a_new_journal_is_at_the_latest_version(journal_url: str, tmp_path: Path) -> None:  # noqa: F811
     Journal.open(journal_url, blobs=str(tmp_path)).close()
-    assert _version(journal_url) == [m.version for m in MIGRATIONS] == [1]
+    assert _version(journal_url) == [m.version for m in MIGRATIONS] == [1, 2]
+    assert schema.VERSION == 2
     Journal.open(journal_url, blobs=str(tmp_path)).close()  # reopening changes nothing
-    assert _version(journal_url) == [1]
+    assert _version(journal_url) == [1, 2]
+
+
+def test_a_version_1_journal_is_upgraded_on_open_and_keeps_its_runs(journal_url: str, tmp_path: Path) -> None:  # noqa: F811
+    parsed = parse_url(journal_url)
+    engine = create_engine_for(parsed)
+    assert migrate(engine, parsed, MIGRATIONS[:1]) == 1  # what synapse-steps wrote before runs had metrics
+    v1_runs = schema.define(MetaData(), 1).tables["runs"]
+    with engine.connect() as conn:
+        assert "metrics" not in {c["name"] for c in inspect(conn).get_columns("runs")}
+    with engine.begin() as conn:
+        row = {c.name: 0 for c in v1_runs.columns if not c.nullable}
+        row.update(run_id="old", target="t:T", params={}, registry=[], fingerprint="f", executor={}, status="succeeded", owner_host="h")
+        conn.execute(v1_runs.insert().values(**row))
+    engine.dispose()
+    with Journal.open(journal_url, blobs=str(tmp_path)) as journal:
+        assert _version(journal_url) == [1, 2]
+        assert [(r.run_id, r.metrics) for r in journal.list_runs()] == [("old", None)]
+        run = journal.start_run(target="t:T", params={}, registry=STEPS, executor={})
+        run.finish(RunStatus.SUCCEEDED, metrics={"train": {"accuracy": 0.97}, "odd": {1, 2}})
+        assert journal.get_run(run.run_id).metrics == {"train": {"accuracy": 0.97}, "odd": "{1, 2}"}
 
 
 def test_a_newer_schema_is_refused_untouched(journal_url: str, tmp_path: Path) -> None:  # noqa: F811
@@ -167,9 +188,9 @@ def test_a_newer_schema_is_refused_untouched(journal_url: str, tmp_path: Path) -
         Journal.open(journal_url, blobs=str(tmp_path))
     shown = parse_url(journal_url).render_as_string(hide_password=True)
     assert str(info.value) == (
-        f"journal {shown} has schema version 7, newer than this synapse-steps knows (1): upgrade synapse-steps to use it"
+        f"journal {shown} has schema version 7, newer than this synapse-steps knows (2): upgrade synapse-steps to use it"
     )
-    assert _version(journal_url) == [1, 7]
+    assert _version(journal_url) == [1, 2, 7]
     engine = create_engine_for(parse_url(journal_url))
     with engine.connect() as conn:
         assert [r.run_id for r in conn.execute(select(schema.runs.c.run_id))] == [run_id]
@@ -188,19 +209,19 @@ def test_migrations_apply_in_order_and_a_failing_one_changes_nothing(journal_url
         conn.execute(text("CREATE TABLE half_done (x INTEGER)"))
         conn.execute(text("SELECT no_such_column FROM runs"))
 
-    with pytest.raises(JournalError, match=r"migrating the schema to version 3 failed: "):
-        migrate(engine, parsed, [*MIGRATIONS, Migration(2, "tags", add_table), Migration(3, "broken", broken)])
+    with pytest.raises(JournalError, match=r"migrating the schema to version 4 failed: "):
+        migrate(engine, parsed, [*MIGRATIONS, Migration(3, "tags", add_table), Migration(4, "broken", broken)])
     with engine.connect() as conn:
         tables = set(inspect(conn).get_table_names())
-    assert _version(journal_url) == [1]
+    assert _version(journal_url) == [1, 2]
     assert "run_tags" not in tables and "half_done" not in tables  # one transaction: all or nothing
 
-    assert migrate(engine, parsed, [*MIGRATIONS, Migration(2, "tags", add_table)]) == 2
+    assert migrate(engine, parsed, [*MIGRATIONS, Migration(3, "tags", add_table)]) == 3
     with engine.connect() as conn:
         assert "run_tags" in inspect(conn).get_table_names()
-    assert _version(journal_url) == [1, 2]
+    assert _version(journal_url) == [1, 2, 3]
     engine.dispose()
-    with pytest.raises(JournalError, match=r"has schema version 2, newer than this synapse-steps knows \(1\)"):
+    with pytest.raises(JournalError, match=r"has schema version 3, newer than this synapse-steps knows \(2\)"):
         Journal.open(journal_url, blobs=str(tmp_path))
 
 
@@ -263,7 +284,7 @@ def test_concurrent_first_opens_create_the_schema_once(journal_url: str, tmp_pat
     for t in threads:
         t.join(timeout=60)
     assert errors == []
-    assert _version(journal_url) == [1]
+    assert _version(journal_url) == [1, 2]
 
 
 def test_an_unwritable_blob_store_is_a_journal_error(tmp_path: Path) -> None:

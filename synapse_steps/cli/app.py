@@ -25,6 +25,7 @@ from synapse_steps.cli.interrupt import EXIT_INTERRUPTED, exit_now
 from synapse_steps.cli.journaling_options import journal_option
 from synapse_steps.cli.params import META_KEY, PANEL, model_options
 from synapse_steps.cli.request import Request, check_run_id
+from synapse_steps.cli.runs import runs
 from synapse_steps.cli.target import CliError, load_action_class
 
 PROG = "synapse-steps"
@@ -356,6 +357,9 @@ def jobs(ctx: click.Context, dashboard: str, json_output: bool) -> None:
     from synapse_steps.cli.remote import jobs_command
 
     ctx.exit(jobs_command(dashboard, json_output))
+
+
+app.add_command(runs)
 
 
 @app.command()

@@ -7,8 +7,10 @@ the database exactly as it was. A database whose version is newer than the last 
 known here was written by a newer synapse-steps and is refused untouched.
 
 Adding a version: append ``Migration(N, ...)`` whose ``apply`` issues the changes (for
-example ``op``-style ``ALTER TABLE`` through ``conn.exec_driver_sql``), update ``schema.py``
-to the new shape, and freeze the DDL of version 1 (it creates tables from ``schema.py`` today).
+example ``ALTER TABLE`` through ``conn.exec_driver_sql``, with types spelled out, not taken
+from ``schema.py``, so the migration stays what it was), and add the new columns or tables to
+``schema.define`` marked as added in version N, with ``schema.VERSION = N``. Migration 1
+creates the version 1 shape from ``schema.define(..., 1)``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, insert, inspect, select, text
+from sqlalchemy import JSON, MetaData, func, insert, inspect, select, text
 from sqlalchemy.engine import URL, Connection, Engine
 
 from synapse_steps.errors import JournalError
@@ -36,10 +38,17 @@ class Migration:
 
 
 def _v1(conn: Connection) -> None:
-    schema.metadata.create_all(conn, checkfirst=True)
+    schema.define(MetaData(), 1).create_all(conn, checkfirst=True)
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "runs, step attempts, context commits, rollbacks, progress", _v1),)
+def _v2(conn: Connection) -> None:
+    conn.exec_driver_sql(f"ALTER TABLE runs ADD COLUMN metrics {JSON().compile(dialect=conn.dialect)}")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "runs, step attempts, context commits, rollbacks, progress", _v1),
+    Migration(2, "runs.metrics: the run's final metrics", _v2),
+)
 
 
 def current_version(conn: Connection) -> int:

@@ -48,6 +48,7 @@ def summary(row: Row[Any], now: float) -> RunSummary:
         finished_at=row.finished_at,
         heartbeat_at=row.heartbeat_at,
         error=row.error,
+        metrics=row.metrics,
     )
 
 

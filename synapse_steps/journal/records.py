@@ -99,6 +99,7 @@ class RunSummary:
     finished_at: float | None
     heartbeat_at: float
     error: str | None
+    metrics: Mapping[str, Any] | None = None  # the run's final metrics, as given to ``finish``
 
     @property
     def duration_s(self) -> float | None:
@@ -189,6 +190,10 @@ class RunDetail:
     @property
     def status(self) -> RunStatus:
         return self.summary.status
+
+    @property
+    def metrics(self) -> Mapping[str, Any] | None:
+        return self.summary.metrics
 
     def last_attempt(self, step: str) -> StepAttempt | None:
         """The latest attempt of ``step``, or None if it never started."""

@@ -305,17 +305,22 @@ class RunJournal:
         if conn.execute(update(p).where(p.c.run_id == self.run_id).values(**values)).rowcount == 0:
             conn.execute(insert(p).values(run_id=self.run_id, **values))
 
-    def finish(self, status: RunStatus, *, error: str | None = None) -> None:
-        """Record how the run ended (any status but RUNNING); no write is accepted after it."""
+    def finish(self, status: RunStatus, *, error: str | None = None, metrics: Mapping[str, Any] | None = None) -> None:
+        """Record how the run ended (any status but RUNNING); no write is accepted after it.
+
+        ``metrics``: the run's final metrics (e.g. the last values per step), stored as JSON
+        like a step's result (values JSON cannot hold are stored as their repr).
+        """
         if status is RunStatus.RUNNING:
             raise ValueError("finish needs a final status, not 'running'")
+        stored = None if metrics is None else _json_safe(metrics)
 
         def body(conn: Connection, now: float) -> None:
             self._flush_progress(conn, now)
             conn.execute(
                 update(schema.runs)
                 .where(schema.runs.c.run_id == self.run_id)
-                .values(status=status.value, finished_at=now, error=error)
+                .values(status=status.value, finished_at=now, error=error, metrics=stored)
             )
 
         self._write(f"recording the end of the run as {status.value!r}", body)
