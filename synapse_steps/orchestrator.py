@@ -370,7 +370,8 @@ class Orchestrator(Generic[C]):
                 unsubscribe()
             if recorder is not None:
                 self._recorder = None
-                recorder.finish(failure)
+                metrics = getattr(runtime, "metrics", None)
+                recorder.finish(failure, metrics={str(k): v for k, v in metrics.items()} if metrics else None)
         return {"success": True, "steps_executed": len(self._dispatched), "steps_total": len(self._steps)}
 
     def _run_all(self, guard: InterruptGuard) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from synapse_steps.errors import RollbackIncompleteError, StepFailedError
+from synapse_steps.errors import JournalError, RollbackIncompleteError, StepFailedError
 from synapse_steps.runtime import RuntimeEvent
 
 if TYPE_CHECKING:
@@ -196,6 +196,13 @@ def watch_run(
         failure = exc
         cause = exc.cause
         outcome.update(error=str(exc), failed_step=cause.step_name if isinstance(cause, StepFailedError) else None)
+    except JournalError as exc:
+        if any(r.status != "pending" for r in orchestrator.records):
+            failure = exc
+            outcome.update(error=str(exc))
+        else:  # refused before any step ran (a take-over lost to another process): one line, no table
+            reporter.end(code_of(exc), None, str(exc))
+            raise
     except Exception as exc:  # noqa: BLE001 - reported like any failure, then re-raised
         failure = exc
         outcome.update(error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())

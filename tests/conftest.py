@@ -18,6 +18,8 @@ from synapse_steps import ExecutorConfig, LocalExecutor, RaySettings, StepExecut
 if TYPE_CHECKING:
     from ray.cluster_utils import Cluster
 
+pytest_plugins = ["tests.ray_head"]  # the `cluster` fixture: a `ray start --head` with its dashboard
+
 RAY_TEMP_DIR = os.path.join(tempfile.gettempdir(), f"ss-{os.getpid()}")  # AF_UNIX paths must stay short
 
 

@@ -39,7 +39,16 @@ def postgres_server() -> Iterator[PostgresServer]:
 @pytest.fixture(params=["sqlite", "postgres"])
 def journal_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> str:
     """An empty journal: a SQLite file in ``tmp_path``, or a fresh database on the test Postgres."""
-    if request.param == "sqlite":
+    return empty_journal(request.param, request, tmp_path)
+
+
+# For tests that parametrize the database themselves (e.g. to mark the Postgres case slow).
+DATABASES = ["sqlite", pytest.param("postgres", marks=pytest.mark.slow)]
+
+
+def empty_journal(kind: str, request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> str:
+    """The URL of an empty journal of ``kind`` (``sqlite`` or ``postgres``)."""
+    if kind == "sqlite":
         return f"sqlite:///{tmp_path}/runs.db"
     server: PostgresServer = request.getfixturevalue("postgres_server")
     return server.new_database()

@@ -24,6 +24,7 @@ EXPECTED_ALL = [
     "ContextNotSerializableError",
     "ExecutorConfig",
     "ExecutorUnavailableError",
+    "JournalError",
     "LocalExecutor",
     "LogLevel",
     "LoggingStep",

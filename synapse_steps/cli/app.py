@@ -22,10 +22,9 @@ from click.shell_completion import get_completion_class
 
 from synapse_steps import __version__
 from synapse_steps.cli.interrupt import EXIT_INTERRUPTED, exit_now
-from synapse_steps.cli.journaling_options import journal_option
 from synapse_steps.cli.params import META_KEY, PANEL, model_options
 from synapse_steps.cli.request import Request, check_run_id
-from synapse_steps.cli.runs import runs
+from synapse_steps.cli.runs import journal_option, runs
 from synapse_steps.cli.target import CliError, load_action_class
 
 PROG = "synapse-steps"

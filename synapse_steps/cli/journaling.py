@@ -13,9 +13,10 @@ from typing import Any
 from synapse_steps.actions.base import BaseAction
 from synapse_steps.cli.request import Request
 from synapse_steps.cli.run import run_command
+from synapse_steps.cli.runs import open_journal
 from synapse_steps.cli.target import CliError, load_action_class
 from synapse_steps.config import load_config
-from synapse_steps.journal import Journal, default_url
+from synapse_steps.journal import default_url
 from synapse_steps.journal.journal import RESUMABLE, refusal
 from synapse_steps.journal.opening import check_same_steps
 from synapse_steps.orchestrator import Orchestrator
@@ -27,7 +28,7 @@ def journaled_command(
     what: str,
     run_id: str,
     *,
-    journal: str | None,
+    journal_url: str | None,
     force: bool,
     json_output: bool,
     progress_every_s: float,
@@ -35,7 +36,7 @@ def journaled_command(
     address: str | None = None,
 ) -> int:
     """Run ``resume`` or ``rollback`` (``what``) of ``run_id`` with the ``run`` command's views and exit statuses."""
-    url = journal or default_url()
+    url = journal_url or default_url()
     request = Request(
         target="",
         action_class=None,
@@ -49,7 +50,7 @@ def journaled_command(
         json=json_output,
         progress_every_s=progress_every_s,
         run_id=run_id,
-        journal=url,
+        journal_url=url,
     )
 
     def build(_: Request) -> BaseAction:
@@ -69,7 +70,7 @@ def rebuild_action(
     url: str, run_id: str, *, force: bool, executor: str | None = None, address: str | None = None
 ) -> BaseAction:
     """The journaled run's action, checked: resumable, has a TARGET, same steps (unless ``force``)."""
-    with Journal.open(url) as journal:
+    with open_journal(url) as journal:
         detail = journal.get_run(run_id)
     if detail.status not in RESUMABLE:
         raise CliError(refusal(detail.summary, RESUMABLE))

@@ -34,7 +34,7 @@ class Request:
     json: bool
     progress_every_s: float
     run_id: str | None = None
-    journal: str | None = None  # --journal URL
+    journal_url: str | None = None  # --journal URL
     no_journal: bool = False  # --no-journal
 
 
@@ -65,7 +65,7 @@ def with_journal(config: ExecutorConfig, request: Request) -> ExecutorConfig:
 
     if request.no_journal:
         return config.model_copy(update={"journal": None})
-    url = request.journal or config.journal or default_url()
+    url = request.journal_url or config.journal or default_url()
     Journal.open(url).close()
     return config.model_copy(update={"journal": url})
 

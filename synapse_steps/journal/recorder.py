@@ -9,7 +9,7 @@ rollback goes on, since undoing the work matters more than recording it.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -119,17 +119,20 @@ class RunRecorder:
 
     # -- the end ---------------------------------------------------------------------------
 
-    def finish(self, failure: BaseException | None, *, after_crash: bool = False) -> None:
+    def finish(
+        self, failure: BaseException | None, *, after_crash: bool = False, metrics: Mapping[str, Any] | None = None
+    ) -> None:
         """Record how the run ended, then release the journal if this recorder opened it.
 
         ``after_crash``: the end of ``rollback RUN_ID``: ``rolled_back``, else ``rollback_incomplete``.
+        ``metrics``: the run's final metrics (``runtime_ctx.metrics``), shown by ``runs show``.
         """
         status = run_status_of(failure)
         if after_crash:  # whatever stopped it, what was not undone can still be
             status = RunStatus.ROLLED_BACK if failure is None else RunStatus.ROLLBACK_INCOMPLETE
         try:
             error = None if failure is None else describe_failure(failure)
-            self._tolerant(lambda: self.run.finish(status, error=error))
+            self._tolerant(lambda: self.run.finish(status, error=error, metrics=metrics))
         finally:
             self.close()
 
