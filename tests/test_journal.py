@@ -167,7 +167,11 @@ def test_progress_is_throttled_and_the_last_value_is_kept(journal: Journal) -> N
     written = [run.progress(i / 100, "load") for i in range(1, 51)]
     assert written[0] is True and not any(written[1:])
     assert journal.get_run(run.run_id).progress.overall == 0.01  # type: ignore[union-attr]
-    run.step_finished("load", a, StepStatus.SUCCEEDED)  # flushes the held-back value
+    run.step_finished("load", a, StepStatus.SUCCEEDED)  # within the second: still held back
+    assert journal.get_run(run.run_id).progress.overall == 0.01  # type: ignore[union-attr]
+    time.sleep(1.05)
+    b = run.step_started("train", 1)
+    run.step_finished("train", b, StepStatus.SUCCEEDED)  # a second later: flushes the held-back value
     progress = journal.get_run(run.run_id).progress
     assert progress is not None and (progress.overall, progress.step) == (0.5, "load")
     time.sleep(1.05)

@@ -169,7 +169,8 @@ class RunJournal:
             done = conn.execute(_UPDATE_ATTEMPT, {**values, "finished_at": now})
             if done.rowcount != 1:
                 raise JournalError(f"run {self.run_id!r} has no attempt {attempt} of step {step!r}")
-            self._flush_progress(conn, now)
+            if now - self._progress_written_at >= PROGRESS_INTERVAL_S:
+                self._flush_progress(conn, now)  # what the throttle held back, at most once a second
 
         self._write(f"recording the outcome of step {step!r}", body)
         if seq is not None:
@@ -283,8 +284,8 @@ class RunJournal:
     def progress(self, overall: float, step: str | None = None) -> bool:
         """Record overall progress (0..1), at most one write per second; returns whether it wrote now.
 
-        A value held back by the throttle is written with the next step outcome or at
-        ``finish``, so the last progress of a step is never lost.
+        A value held back by the throttle is written with the next step outcome a
+        second or more later, or at ``finish``: the final progress is never lost.
         """
         with self._lock:
             self._pending_progress = (overall, step)

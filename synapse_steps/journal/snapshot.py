@@ -26,12 +26,7 @@ def encode(fields: Mapping[str, object], store: BlobStore) -> tuple[bytes, list[
     entries: dict[str, tuple[str, bytes | str]] = {}
     digests: list[str] = []
     for name, value in fields.items():
-        try:
-            data = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception as exc:
-            raise ContextNotSerializableError(
-                f"context field {name!r} cannot be journaled: {type(exc).__name__}: {exc}"
-            ) from exc
+        data = _dumps(name, value)
         if len(data) >= BLOB_THRESHOLD_BYTES:
             digest = store.put(data)
             digests.append(digest)
@@ -39,6 +34,27 @@ def encode(fields: Mapping[str, object], store: BlobStore) -> tuple[bytes, list[
         else:
             entries[name] = (_INLINE, data)
     return pickle.dumps(entries, protocol=pickle.HIGHEST_PROTOCOL), digests
+
+
+def _dumps(name: str, value: object) -> bytes:
+    """C pickle when it can stand for cloudpickle (3-10x faster); cloudpickle for the rest.
+
+    cloudpickle differs only for what plain pickle cannot load in another process: it
+    refuses lambdas and local classes (then cloudpickle runs), and it pickles ``__main__``
+    classes by reference (then cloudpickle pickles them by value, as it would anyway).
+    """
+    try:
+        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        if b"__main__" not in data:
+            return data
+    except Exception:  # noqa: BLE001, S110 - pickling raises many types; cloudpickle decides
+        pass
+    try:
+        return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[no-any-return]
+    except Exception as exc:
+        raise ContextNotSerializableError(
+            f"context field {name!r} cannot be journaled: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def decode(snapshot: bytes, store: BlobStore) -> dict[str, object]:
