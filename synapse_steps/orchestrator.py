@@ -187,9 +187,10 @@ class Orchestrator(Generic[C]):
         """Finish a journaled run whose driver died: the steps that succeeded are not run again.
 
         Takes the run over (exactly one of several concurrent callers wins), restores
-        the context committed when its last finished step succeeded (so the in-flight
-        step starts again from the state it started from), skips the steps that
-        succeeded or were skipped, and runs the rest — the in-flight step runs again
+        the last context it committed (the in-flight step's last ``ctx.commit()``, if
+        it made one: what it already did, e.g. a checkpoint to continue from or the
+        files it uploaded), skips the steps that succeeded or were skipped, and runs
+        the rest — the in-flight step runs again
         (steps are at-least-once: use ``ctx.idempotency_key`` for side effects). The
         registry must be the one the run started with (same names, classes, weights),
         unless ``force``. Raises ``JournalError`` (nothing changed) for an unknown,
@@ -200,7 +201,7 @@ class Orchestrator(Generic[C]):
         self._steps = self._registry.get_steps()
         recorder, detail = take_over_recorder(self._journal, run_id, self._steps, force=force, node_of=self._node_of)
         try:
-            restored = resume_state(recorder.journal, detail)
+            restored = recorder.journal.load_context(run_id)
             if restored:
                 write_state(self._context, restored)
             self._context.runtime_ctx.job_id = run_id
@@ -646,21 +647,6 @@ class Orchestrator(Generic[C]):
             order = ctx.current_step_order
             if order is not None:
                 self._tracker.update(order, event.data["current"], event.data["total"])
-
-
-def resume_state(journal: Any, detail: RunDetail) -> dict[str, object] | None:
-    """The context a resumed run starts from: the one committed with the last step that succeeded.
-
-    Later commits (``ctx.commit()`` inside the step that was cut off) describe work that
-    step's rollback would undo; the step itself runs again from the state it started
-    from, so a resumed run ends as an uninterrupted one would. None: no step succeeded.
-    """
-    seqs = [
-        attempt.context_seq
-        for name in detail.succeeded_steps()
-        if (attempt := detail.last_attempt(name)) is not None and attempt.context_seq is not None
-    ]
-    return journal.load_context(detail.run_id, max(seqs)) if seqs else None
 
 
 def journaled_result(journal: Any, run_id: str, attempt: StepAttempt | None) -> StepResult:

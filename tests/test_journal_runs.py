@@ -268,3 +268,28 @@ def test_a_python_run_resumed_with_other_steps_is_refused(tmp_path: Path) -> Non
     assert result["rolled_back"] == [] and result["run_id"] == "r"
     with Journal.open(url) as journal:
         assert journal.get_run("r").status is RunStatus.ROLLED_BACK
+
+
+def test_the_upload_example_resumes_where_its_driver_died(tmp_path: Path) -> None:
+    """The in-flight upload step restores the files it had recorded: it rewrites them, and the run completes."""
+    url, destination = f"sqlite:///{tmp_path}/runs.db", tmp_path / "storage"
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "synapse_steps.cli", "run", "examples/upload/action.py:DirectoryUploadAction",
+         "--destination", str(destination), "--delay-s", "0.5", "--journal", url, "--run-id", "up-1"],
+        cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while len([p for p in destination.rglob("*") if p.is_file()]) < 2:
+        assert time.monotonic() < deadline and driver.poll() is None
+        time.sleep(0.02)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait(timeout=30)
+    assert statuses(url)["up-1"] == "interrupted"
+    resumed = cli("resume", "up-1", "--journal", url, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    source = ROOT / "examples" / "upload" / "sample"
+    expected = {p.relative_to(source).as_posix(): p.read_bytes() for p in source.rglob("*") if p.is_file()}
+    assert {p.relative_to(destination).as_posix(): p.read_bytes() for p in destination.rglob("*") if p.is_file()} == expected
+    end = json.loads(resumed.stdout.splitlines()[-1])
+    upload = next(step for step in end["summary"]["steps"] if step["step"] == "upload")
+    assert upload["data"] == {"uploaded": len(expected), "already_present": 0}, "every file is this run's own"

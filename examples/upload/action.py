@@ -110,7 +110,9 @@ class UploadFiles(BaseStep[DirectoryUploadContext]):
                 raise RuntimeError(f"forced failure after {fail_after} uploaded file(s) (fail_after={fail_after})")
             target = destination / rel
             self._make_parents(target.parent, ctx)
-            if self._create(target, ctx):
+            if self._create(target, ctx) or str(target) in ctx.uploaded_files:
+                # ours: new, or made by this step before its driver died (a resumed run restores
+                # what it committed), and maybe written only in part: (re)write it
                 target.write_bytes((source / rel).read_bytes())
                 ctx.log("uploaded", {"file": rel, "bytes": target.stat().st_size})
             elif sha256(target) != ctx.checksums[rel]:

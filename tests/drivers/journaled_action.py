@@ -3,7 +3,8 @@
     synapse-steps run tests/drivers/journaled_action.py:ThreeSteps --out DIR [--journal URL]
 
 Every ``execute`` appends ``run NAME KEY`` (``KEY``: ``ctx.idempotency_key``) to
-``DIR/log`` and its name to ``ctx.done``, then commits the context. Every rollback
+``DIR/log`` and its name to ``ctx.done`` (once: a resumed step sees what it committed),
+then commits the context. Every rollback
 appends ``undo NAME DONE ROLLBACK_DATA`` (what it saw). Marker files in DIR steer it,
 so a resumed run (same journaled params) behaves differently only when the test says:
 ``crash-in-NAME`` makes step NAME write ``ready-NAME`` after its commit and wait to be
@@ -53,7 +54,8 @@ class Trace(BaseStep[TraceContext]):
     def execute(self, ctx: TraceContext) -> StepResult:
         out = Path(ctx.params["out"])
         _append(ctx, f"run {self.name} {ctx.idempotency_key}")
-        ctx.done.append(self.name)
+        if self.name not in ctx.done:  # idempotent: a resumed run restores what this step committed
+            ctx.done.append(self.name)
         ctx.commit()
         if (out / f"crash-in-{self.name}").exists():
             (out / f"ready-{self.name}").touch()
