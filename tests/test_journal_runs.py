@@ -293,3 +293,36 @@ def test_the_upload_example_resumes_where_its_driver_died(tmp_path: Path) -> Non
     end = json.loads(resumed.stdout.splitlines()[-1])
     upload = next(step for step in end["summary"]["steps"] if step["step"] == "upload")
     assert upload["data"] == {"uploaded": len(expected), "already_present": 0}, "every file is this run's own"
+
+
+def test_a_driver_killed_during_its_rollback_leaves_the_rest_to_rollback(tmp_path: Path) -> None:
+    """Step three fails; the driver dies inside step two's rollback: `rollback` redoes two, then one, never three."""
+    url, out = f"sqlite:///{tmp_path}/runs.db", tmp_path / "a"
+    out.mkdir()
+    (out / "fail-in-three").touch()
+    (out / "hang-undo-two").touch()
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "synapse_steps.cli", "run", ACTION, "--out", str(out), "--journal", url, "--run-id", "r"],
+        cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not (out / "ready-undo-two").exists():
+        assert time.monotonic() < deadline and driver.poll() is None
+        time.sleep(0.02)
+    os.kill(driver.pid, signal.SIGKILL)
+    driver.wait(timeout=30)
+    (out / "hang-undo-two").unlink()
+    with Journal.open(url) as journal:
+        detail = journal.get_run("r")
+    assert detail.status is RunStatus.INTERRUPTED
+    assert [(r.step, r.status) for r in detail.rollbacks] == [("three", RollbackStatus.DONE), ("two", RollbackStatus.STARTED)]
+    assert detail.pending_rollbacks() == ["two", "one"]
+
+    rolled = cli("rollback", "r", "--journal", url)
+    assert rolled.returncode == 0, rolled.stderr + rolled.stdout
+    assert [line for line in log(out) if line.startswith("undo")] == [
+        "undo three ['one', 'two', 'three'] {}",  # before the crash, recorded done: not run again
+        "undo two ['one', 'two'] {'undo': 'two'}",
+        "undo one ['one'] {'undo': 'one'}",
+    ]
+    assert statuses(url)["r"] == "rolled_back"

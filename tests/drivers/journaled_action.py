@@ -8,7 +8,8 @@ then commits the context. Every rollback
 appends ``undo NAME DONE ROLLBACK_DATA`` (what it saw). Marker files in DIR steer it,
 so a resumed run (same journaled params) behaves differently only when the test says:
 ``crash-in-NAME`` makes step NAME write ``ready-NAME`` after its commit and wait to be
-killed; ``slow-in-NAME`` makes it take 3 s. With ``SS_EXTRA_STEP=1`` in the driver's
+killed; ``slow-in-NAME`` makes it take 3 s; ``fail-in-NAME`` makes it raise;
+``hang-undo-NAME`` makes its rollback write ``ready-undo-NAME`` and wait to be killed. With ``SS_EXTRA_STEP=1`` in the driver's
 environment the action registers a fourth step (a changed registry).
 """
 
@@ -62,9 +63,15 @@ class Trace(BaseStep[TraceContext]):
             time.sleep(300)  # the test kills the driver now
         if (out / f"slow-in-{self.name}").exists():
             time.sleep(3)
+        if (out / f"fail-in-{self.name}").exists():
+            raise RuntimeError(f"{self.name} failed")
         return StepResult(data={"step": self.name}, rollback_data={"undo": self.name})
 
     def rollback(self, ctx: TraceContext, result: StepResult) -> None:
+        out = Path(ctx.params["out"])
+        if (out / f"hang-undo-{self.name}").exists():
+            (out / f"ready-undo-{self.name}").touch()
+            time.sleep(300)  # the test kills the driver during this rollback
         _append(ctx, f"undo {self.name} {ctx.done} {result.rollback_data}")
 
 
