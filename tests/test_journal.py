@@ -281,7 +281,7 @@ def test_the_readme_example_runs_as_written(tmp_path: Path) -> None:
     import sys
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme.split("## Run journal (storage)", 1)[1].split("\n## ", 1)[0]
+    section = readme.split("### The journal's storage API", 1)[1].split("\n## ", 1)[0]
     block = re.search(r"```python\n(.*?)```", section, re.DOTALL)
     assert block is not None
     out = subprocess.run([sys.executable, "-c", block.group(1)], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
