@@ -27,7 +27,7 @@ def write_state(context: Any, state: dict[str, Any]) -> None:
         object.__setattr__(context, name, value)
 
 
-def build_context(context_cls: type, state: dict[str, Any], runtime: Any) -> Any:
+def build_context(context_cls: Any, state: dict[str, Any], runtime: Any) -> Any:
     """A context instance holding ``state``, built without running ``__init__``."""
     context = context_cls.__new__(context_cls)
     write_state(context, state)

@@ -84,13 +84,13 @@ class RayExecutor(StepExecutor):
         """Step name → Ray node id where it ran (None: node unknown); rollbacks go back there."""
         return dict(self._nodes)
 
-    def resources_for(self, step: BaseStep) -> StepResources:
+    def resources_for(self, step: BaseStep[Any]) -> StepResources:
         return self._resources.get(step.name) or self._config.resources_for(step)
 
-    def never_started(self, step: BaseStep) -> bool:
+    def never_started(self, step: BaseStep[Any]) -> bool:
         return step.name in self._never_started
 
-    def open(self, context: BaseStepContext, steps: Sequence[BaseStep]) -> None:
+    def open(self, context: BaseStepContext, steps: Sequence[BaseStep[Any]]) -> None:
         self._config.check_step_names([s.name for s in steps])
         self._resources = {s.name: self._config.resources_for(s) for s in steps}
         self._nodes = {}
@@ -105,7 +105,7 @@ class RayExecutor(StepExecutor):
             self.close()
             raise
 
-    def execute(self, step: BaseStep, context: BaseStepContext) -> StepResult:
+    def execute(self, step: BaseStep[Any], context: BaseStepContext) -> StepResult:
         try:
             report = self._run("execute", step, context, None)
         except StepTaskFailed as exc:
@@ -114,7 +114,7 @@ class RayExecutor(StepExecutor):
             return StepResult(success=False, error=f"step '{step.name}' (execute) was stopped")
         return report.result
 
-    def rollback(self, step: BaseStep, context: BaseStepContext, result: StepResult) -> None:
+    def rollback(self, step: BaseStep[Any], context: BaseStepContext, result: StepResult) -> None:
         try:
             report = self._run("rollback", step, context, result)
         except StepTaskFailed as exc:
@@ -177,7 +177,7 @@ class RayExecutor(StepExecutor):
             self._replace_actor(context)
             return None
 
-    def _run(self, mode: str, step: BaseStep, context: BaseStepContext, result: StepResult | None) -> TaskReport:
+    def _run(self, mode: str, step: BaseStep[Any], context: BaseStepContext, result: StepResult | None) -> TaskReport:
         """Submit one step task, relay its events while it runs, apply what it committed."""
         assert self._transport is not None and self._actor is not None, "RayExecutor used before open()"
         resources = self._resources[step.name]
@@ -195,7 +195,7 @@ class RayExecutor(StepExecutor):
         self,
         ref: ray.ObjectRef,
         changed_ref: ray.ObjectRef,
-        step: BaseStep,
+        step: BaseStep[Any],
         mode: str,
         token: str,
         resources: StepResources,
@@ -219,7 +219,8 @@ class RayExecutor(StepExecutor):
                 raise StepTaskFailed(str(exc), timed_out=exc.timed_out) from None
             raise
         try:
-            return ray.get(ref)
+            report: TaskReport = ray.get(ref)
+            return report
         except ray.exceptions.RayError as exc:
             with guard.critical():
                 self._take_state(None, changed_ref, context, token)
@@ -228,7 +229,7 @@ class RayExecutor(StepExecutor):
     def _watch(
         self,
         ref: ray.ObjectRef,
-        step: BaseStep,
+        step: BaseStep[Any],
         mode: str,
         token: str,
         resources: StepResources,
@@ -290,7 +291,7 @@ class RayExecutor(StepExecutor):
         assert self._actor is not None
         self._actor.commit.remote(self._transport.version, self._transport.committed, token)
 
-    def _unschedulable(self, step: BaseStep, mode: str, resources: StepResources, lost_node: str | None) -> str:
+    def _unschedulable(self, step: BaseStep[Any], mode: str, resources: StepResources, lost_node: str | None) -> str:
         limit = self._settings.schedule_timeout_s
         why = f"its node {lost_node} died and the retry " if lost_node else ""
         return (
@@ -310,6 +311,7 @@ class RayExecutor(StepExecutor):
         drained = self._ask_actor("drain", context)
         if drained is None:
             return {token: ""}
+        started: dict[str, str]
         started, events = drained
         self._replay(context, events, tolerant)
         return started

@@ -49,7 +49,7 @@ class RunConstants:
 
 def run_step(
     mode: str,
-    step: BaseStep,
+    step: BaseStep[Any],
     run: RunConstants,
     snapshot: dict[str, Any],
     token: str,

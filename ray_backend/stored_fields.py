@@ -62,7 +62,7 @@ def load(snapshot: dict[str, Any]) -> dict[str, Any]:
             by_ref[value.ref].append((name, value.key))
     if by_ref:
         refs = list(by_ref)
-        for ref, blob in zip(refs, ray.get(refs)):
+        for ref, blob in zip(refs, ray.get(refs), strict=True):
             for name, key in by_ref[ref]:
                 values[name] = blob[key]
     return values

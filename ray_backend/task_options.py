@@ -62,11 +62,10 @@ def shard_task_options(options: ShardOptions) -> dict[str, Any]:
 
 def reraised_exceptions(resources: StepResources) -> tuple[type[BaseException], ...]:
     """The exceptions a worker lets propagate so that Ray retries them (``retry_exceptions``)."""
-    if resources.max_retries == 0 or not resources.retry_exceptions:
+    retry = resources.retry_exceptions
+    if resources.max_retries == 0 or retry is False:
         return ()
-    if resources.retry_exceptions is True:
-        return (Exception,)
-    return tuple(resources.retry_exceptions)
+    return (Exception,) if retry is True else retry
 
 
 def _retry_exceptions(resources: StepResources) -> bool | list[type[BaseException]]:

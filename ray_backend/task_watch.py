@@ -60,7 +60,7 @@ class StartWatch:
 
 
 def describe_request(resources: StepResources) -> str:
-    asked = {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus, **resources.resources}
+    asked: dict[str, object] = {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus, **resources.resources}
     if resources.memory:
         asked["memory"] = resources.memory
     if resources.accelerator_type:

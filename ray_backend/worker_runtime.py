@@ -107,7 +107,7 @@ class WorkerRuntime(RuntimeContext):
         while not self._stop.wait(self._interval):
             try:
                 self._ship()
-            except Exception:  # noqa: BLE001 - the actor may be gone; the result still carries everything
+            except Exception:
                 logging.getLogger("synapse_steps.worker").debug("shipping to the context actor failed", exc_info=True)
 
     def _ship(self) -> ray.ObjectRef | None:

@@ -76,4 +76,5 @@ def _fingerprint(values: dict[str, Any]) -> bytes:
     try:
         return pickle.dumps(values, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # noqa: BLE001 - e.g. a class that exists only by value on this worker
-        return cloudpickle.dumps(values)
+        data: bytes = cloudpickle.dumps(values)
+        return data

@@ -111,7 +111,7 @@ class ExecutorConfig(BaseSettings):
         )
         return (init_settings, env_settings, *files)
 
-    def resources_for(self, step: BaseStep) -> StepResources:
+    def resources_for(self, step: BaseStep[Any]) -> StepResources:
         """Built-in defaults < config ``defaults`` < what the step declares < ``steps[name]``."""
         own = declared_resources(step).declared()  # what the step passed, even a built-in default's value
         resolved = StepResources().merged(self.defaults.as_overrides()).merged(own)

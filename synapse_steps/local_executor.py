@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from synapse_steps import interrupts
 from synapse_steps.attempt import run_execute
@@ -32,13 +32,13 @@ class LocalExecutor(StepExecutor):
     def __init__(self, config: ExecutorConfig | None = None) -> None:
         self._config = config
 
-    def resources_for(self, step: BaseStep) -> StepResources:
+    def resources_for(self, step: BaseStep[Any]) -> StepResources:
         return self._config.resources_for(step) if self._config is not None else declared_resources(step)
 
-    def execute(self, step: BaseStep, context: BaseStepContext) -> StepResult:
+    def execute(self, step: BaseStep[Any], context: BaseStepContext) -> StepResult:
         return run_execute(step, context)
 
-    def rollback(self, step: BaseStep, context: BaseStepContext, result: StepResult) -> None:
+    def rollback(self, step: BaseStep[Any], context: BaseStepContext, result: StepResult) -> None:
         """Run the rollback on a helper thread so it is bounded by ``rollback_timeout_s``.
 
         The caller's thread waits in short joins, so signals stay handled. A thread

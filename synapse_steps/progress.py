@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from synapse_steps.errors import StepDefinitionError
 from synapse_steps.step import BaseStep
@@ -12,7 +13,7 @@ from synapse_steps.step import BaseStep
 ProgressCallback = Callable[[int, int], None]
 
 
-def validate_weights(steps: Sequence[BaseStep]) -> list[float]:
+def validate_weights(steps: Sequence[BaseStep[Any]]) -> list[float]:
     """Each step's weight, or StepDefinitionError naming the step whose weight is bad."""
     weights: list[float] = []
     for step in steps:

@@ -6,7 +6,6 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-
 # A rollback that has not finished after this long is stopped and recorded as failed.
 DEFAULT_ROLLBACK_TIMEOUT_S = 300.0
 

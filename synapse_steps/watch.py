@@ -130,7 +130,7 @@ class RunWatcher:
         """The step's result: results are appended in step order, one per finished step."""
         orchestrator = self._orchestrator()
         finished = [r for r in orchestrator.records if r.status not in ("pending", "running")]
-        results = orchestrator.context.step_results
+        results: list[StepResult] = orchestrator.context.step_results
         if record not in finished or finished.index(record) >= len(results):
             return None
         return results[finished.index(record)]
@@ -140,7 +140,7 @@ class RunWatcher:
         return self.orchestrator
 
 
-def start_info(action: BaseAction, orchestrator: Orchestrator[Any], target: str | None) -> dict[str, Any]:
+def start_info(action: BaseAction[Any, Any], orchestrator: Orchestrator[Any], target: str | None) -> dict[str, Any]:
     """What a reporter's ``start`` gets: the action, executor, run id, params and steps."""
     return {
         "target": target,
@@ -153,7 +153,7 @@ def start_info(action: BaseAction, orchestrator: Orchestrator[Any], target: str 
 
 
 def watch_run(
-    action: BaseAction,
+    action: BaseAction[Any, Any],
     reporter: Reporter,
     *,
     target: str | None = None,

@@ -536,7 +536,7 @@ DRIVER_SCRIPT = textwrap.dedent(
         try:
             Orchestrator.from_config(registry, ctx).execute()
             print("OUTCOME success", flush=True)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             print("OUTCOME", type(exc).__name__, repr(str(exc)), flush=True)
             raise
         finally:
@@ -762,7 +762,7 @@ class HoldsHandle(FaultStep):
 @pytest.mark.parametrize("kind", ["lock", "socket", "file"])
 def test_unpicklable_step_is_named_before_the_first_step(tmp_path: Path, kind: str) -> None:
     journal = tmp_path / "journal"
-    handle: Any = {"lock": threading.Lock, "socket": socket.socket, "file": lambda: open(tmp_path / "out", "w")}[kind]()
+    handle: Any = {"lock": threading.Lock, "socket": socket.socket, "file": lambda: open(tmp_path / "out", "w")}[kind]()  # noqa: SIM115 - held open across the run
     try:
         steps = [FaultStep("a", journal), HoldsHandle("holder", journal, handle)]
         _assert_rejected_before_any_step(new_ctx(), steps, r"step 'holder' \(HoldsHandle\)")
@@ -909,7 +909,7 @@ def test_four_concurrent_runs_never_mix_events_progress_or_state() -> None:
         ticks = [e for e in ctx.runtime_ctx.events if e.name == "tick"]
         assert {e.data["run"] for e in ticks} == {run}
         assert [(e.data["step"], e.data["i"]) for e in ticks] == [(n, i) for n in step_names for i in range(1, 21)]
-        assert {step: m["run"] for step, m in ctx.runtime_ctx.metrics.items()} == {n: run for n in step_names}
+        assert {step: m["run"] for step, m in ctx.runtime_ctx.metrics.items()} == dict.fromkeys(step_names, run)
         assert ctx.values["run"] == run and ctx.values["seen"] == [(n, run) for n in step_names]
         assert ctx.runtime_ctx.job_id == run
         assert progress[run] == sorted(progress[run])

@@ -27,8 +27,8 @@ import pytest
 from synapse_steps import (
     BaseStep,
     BaseStepContext,
-    Orchestrator,
     LocalExecutor,
+    Orchestrator,
     RollbackTimeoutError,
     RuntimeContext,
     StepExecutor,
@@ -141,7 +141,6 @@ def test_crashed_worker_rollback_sees_the_state_that_reached_the_actor(
     ray_session: None, tmp_path: Path, commit: bool
 ) -> None:
     from ray_backend import RayExecutor
-
     from tests.conftest import ray_config
 
     path = tmp_path / "journal"
@@ -157,12 +156,11 @@ def test_crashed_worker_rollback_sees_the_state_that_reached_the_actor(
 @pytest.mark.slow
 def test_step_stopped_by_its_time_limit_rollback_sees_every_unit_it_did(ray_session: None, tmp_path: Path) -> None:
     from ray_backend import RayExecutor
-
     from tests.conftest import ray_config
 
     path = tmp_path / "journal"
     step = Units("slow", path, end="forever", pause_s=0.05, resources=StepResources(timeout_s=1.5))
-    ctx, orchestrator, error = run(lambda: RayExecutor(ray_config()), [step])
+    ctx, _orchestrator, error = run(lambda: RayExecutor(ray_config()), [step])
     assert isinstance(error, StepFailedError)
     assert str(error) == "Step 'slow' failed: step 'slow' (execute) timed out after 1.5s (timeout_s) and was stopped"
     done = units_done(path, "slow")
@@ -189,7 +187,7 @@ def test_a_raising_driver_callback_stops_the_step_before_rolling_it_back(
     else:
         runtime.subscribe(broken)
     step = Units("work", path, units=40, pause_s=0.05)
-    ctx, orchestrator, error = run(make_executor, [step], **kwargs)
+    _ctx, orchestrator, error = run(make_executor, [step], **kwargs)
 
     assert isinstance(error, StepFailedError), error
     expected = (
@@ -282,7 +280,7 @@ def test_a_rollback_past_its_time_limit_is_recorded_failed_and_the_rest_still_ru
 def test_rollback_retries_run_a_failing_rollback_again(make_executor: Callable[[], StepExecutor], tmp_path: Path) -> None:
     path = tmp_path / "journal"
     flaky = Units("flaky", path, units=1, rollback_failures=2, resources=StepResources(rollback_retries=2))
-    ctx, orchestrator, error = run(make_executor, [flaky, Units("breaks", path, end="raise")])
+    _ctx, orchestrator, error = run(make_executor, [flaky, Units("breaks", path, end="raise")])
     assert isinstance(error, StepFailedError) and error.rollback_errors == []
     assert [line for line, _ in journal_lines(path)].count("rollback flaky") == 3
     assert orchestrator.records[0].rollback == "done"
@@ -290,7 +288,7 @@ def test_rollback_retries_run_a_failing_rollback_again(make_executor: Callable[[
 
 def test_durations_exclude_rollback_time(make_executor: Callable[[], StepExecutor], tmp_path: Path) -> None:
     path = tmp_path / "journal"
-    ctx, orchestrator, error = run(
+    _ctx, orchestrator, error = run(
         make_executor, [Units("slow-undo", path, units=1, rollback_sleep_s=1.0), Units("breaks", path, units=1, end="raise")]
     )
     assert isinstance(error, StepFailedError)
@@ -334,7 +332,7 @@ def test_shards_that_finish_after_the_first_failure_are_in_completed_shards(
             for index in result.rollback_data["completed_shards"]:
                 Path(tmp_path, f"shard-{index}").unlink()
 
-    ctx, orchestrator, error = run(make_executor, [Fan()])
+    _ctx, _orchestrator, error = run(make_executor, [Fan()])
     assert isinstance(error, StepFailedError)
     finished = sorted(int(line.split()[1]) for line, _ in journal_lines(tmp_path / "finished"))
     # All three were in flight when shard 0 failed; each finished after the failure (on Ray
@@ -352,7 +350,6 @@ def test_a_frozen_context_actor_is_replaced_and_the_time_limit_still_holds(ray_s
     import ray
 
     from ray_backend import RayExecutor
-
     from tests.conftest import ray_config
 
     executor = RayExecutor(ray_config(actor_timeout_s=1.0))
@@ -378,7 +375,7 @@ def test_a_frozen_context_actor_is_replaced_and_the_time_limit_still_holds(ray_s
     step = Units("slow", path, end="forever", pause_s=0.05, resources=StepResources(timeout_s=4))
     started = time.monotonic()
     try:
-        ctx, orchestrator, error = run(lambda: executor, [step])
+        ctx, _orchestrator, error = run(lambda: executor, [step])
     finally:
         for pid in frozen:
             try:

@@ -103,10 +103,10 @@ class BaseAction(ABC, Generic[P, C]):
     def _resolve_params_model(cls) -> type[P]:
         explicit = cls.__dict__.get("params_model") or getattr(cls, "params_model", None)
         if isinstance(explicit, type) and issubclass(explicit, BaseModel):
-            return explicit
+            return explicit  # type: ignore[return-value]  # a subclass of P's bound, checked at run time
         for klass in cls.__mro__:
             for base in getattr(klass, "__orig_bases__", ()):
                 for arg in typing.get_args(base):
                     if isinstance(arg, type) and issubclass(arg, BaseModel):
-                        return arg  # type: ignore[return-value]
+                        return arg  # type: ignore[return-value]  # as above
         raise TypeError(f"{cls.__name__} needs a params model: subclass e.g. BaseTrainAction[MyParams]")

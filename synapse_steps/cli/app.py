@@ -172,7 +172,7 @@ def app() -> None:
     help="The run's id (default: 12 random hex digits); 'submit' sets it to the Ray job's submission id.",
 )
 @click.pass_context
-def run(ctx: click.Context, target: str, json_output: bool, **options: Any) -> None:
+def run(ctx: click.Context, /, target: str, json_output: bool, **options: Any) -> None:
     """Run an action's steps; on failure the executed steps are rolled back.
 
     In a terminal: a live bar with ETA. Otherwise (CI, a pipe, nohup): one timestamped
@@ -190,7 +190,7 @@ def run(ctx: click.Context, target: str, json_output: bool, **options: Any) -> N
 @_common_options
 @click.option("--json", "json_output", is_flag=True, help="One JSON report on stdout instead of text.")
 @click.pass_context
-def validate(ctx: click.Context, target: str, json_output: bool, **options: Any) -> None:
+def validate(ctx: click.Context, /, target: str, json_output: bool, **options: Any) -> None:
     """Check target, params, config and steps without running anything (exit 0 valid, 2 not)."""
     from synapse_steps.cli.validate import validate_command
 
@@ -235,6 +235,7 @@ JOBS_EXIT_STATUS = (
 @click.pass_context
 def submit(
     ctx: click.Context,
+    /,
     target: str,
     dashboard: str,
     working_dir: str,

@@ -90,7 +90,7 @@ def check(request: Request) -> Validation:
     action_class = request.action_class
     v.passed["target"] = v.details["action"] = action_class.__name__
 
-    action: BaseAction | None = None
+    action: BaseAction[Any, Any] | None = None
     try:
         params = collect_params(
             action_class._resolve_params_model(), request.params_file, request.params, request.param_options
