@@ -23,6 +23,7 @@ def read_state(context: Any) -> dict[str, Any]:
 
 
 def write_state(context: Any, state: dict[str, Any]) -> None:
+    """Set fields with ``object.__setattr__``, bypassing validation and frozen models: the values were validated where they were made."""
     for name, value in state.items():
         object.__setattr__(context, name, value)
 

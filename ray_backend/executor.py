@@ -85,12 +85,15 @@ class RayExecutor(StepExecutor):
         return dict(self._nodes)
 
     def resources_for(self, step: BaseStep[Any]) -> StepResources:
+        """What the step runs with: the config's layers resolved once at ``open``, or now for a step outside the run."""
         return self._resources.get(step.name) or self._config.resources_for(step)
 
     def never_started(self, step: BaseStep[Any]) -> bool:
+        """True when no task of the step ever started, so its rollback would have nothing to undo."""
         return step.name in self._never_started
 
     def open(self, context: BaseStepContext, steps: Sequence[BaseStep[Any]]) -> None:
+        """Resolve every step's resources and connect to Ray before the first step, so bad config fails early."""
         self._config.check_step_names([s.name for s in steps])
         self._resources = {s.name: self._config.resources_for(s) for s in steps}
         self._nodes = {}
@@ -106,6 +109,7 @@ class RayExecutor(StepExecutor):
             raise
 
     def execute(self, step: BaseStep[Any], context: BaseStepContext) -> StepResult:
+        """Run ``execute`` as a Ray task; a task that fails, times out or is lost comes back as a failed result."""
         try:
             report = self._run("execute", step, context, None)
         except StepTaskFailed as exc:
@@ -115,6 +119,13 @@ class RayExecutor(StepExecutor):
         return report.result
 
     def rollback(self, step: BaseStep[Any], context: BaseStepContext, result: StepResult) -> None:
+        """Run ``rollback`` as a Ray task.
+
+        Raises:
+            Exception: the rollback's own exception, with the worker's traceback as its cause.
+            RollbackTimeoutError: the rollback ran past ``rollback_timeout_s`` and was stopped.
+            StepTaskFailed: the task itself failed (worker lost, actor gone).
+        """
         try:
             report = self._run("rollback", step, context, result)
         except StepTaskFailed as exc:
@@ -127,6 +138,7 @@ class RayExecutor(StepExecutor):
             raise error
 
     def close(self) -> None:
+        """Kill the run's context actor and disconnect from Ray if ``open`` connected (a joined cluster stays up)."""
         if self._actor is not None:
             ray.kill(self._actor, no_restart=True)
             self._actor = None

@@ -39,6 +39,7 @@ NEW_LARGE_VALUE = NewLargeValue()
 
 
 def is_large(value: Any) -> bool:
+    """True for values big enough to go through the object store by reference instead of inline."""
     if isinstance(value, (bytes, bytearray)):
         return len(value) >= LARGE_VALUE_BYTES
     nbytes = getattr(value, "nbytes", None)

@@ -34,6 +34,10 @@ class CommitFailedError(StepsError, RuntimeError):
 
 
 class WorkerRuntime(RuntimeContext):
+    """The runtime context inside a step's Ray task: events and context changes are batched to the context actor.
+
+    A background thread ships batches every ``flush_interval_s`` so the driver sees progress while the step runs.
+    """
     def __init__(
         self, env: dict[str, Any], job_id: str, actor: ray.actor.ActorHandle, token: str, flush_interval_s: float
     ) -> None:
@@ -75,6 +79,7 @@ class WorkerRuntime(RuntimeContext):
         self._shipper.start()
 
     def stop_shipping(self) -> None:
+        """Stop the shipping thread after a last shipment, so nothing the step emitted is lost when the task ends."""
         self._stop.set()
         if self._shipper is not None:
             self._shipper.join(timeout=self._interval + 5.0)

@@ -20,6 +20,8 @@ from ray_backend.stored_fields import NEW_LARGE_VALUE, StoredField
 
 
 class WorkerState:
+    """What a running task's context holds compared with its starting snapshot, pickled for shipping."""
+
     def __init__(self, snapshot: dict[str, Any], loaded: dict[str, Any], context: Any) -> None:
         self._snapshot = snapshot
         self._loaded = loaded

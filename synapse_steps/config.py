@@ -54,6 +54,7 @@ class StepOptions(BaseModel):
     rollback_retries: int | None = Field(None, ge=0, description="Re-runs of a rollback that raised or crashed; 0 by default.")
 
     def as_overrides(self) -> dict[str, Any]:
+        """The fields set in the file (not None), as ``StepResources.merged`` takes them."""
         return self.model_dump(exclude_none=True)
 
 
@@ -119,6 +120,7 @@ class ExecutorConfig(BaseSettings):
         return resolved.merged(override.as_overrides()) if override else resolved
 
     def check_step_names(self, step_names: list[str]) -> None:
+        """Refuse overrides for steps that do not exist: a misspelt name would be ignored silently."""
         unknown = sorted(set(self.steps) - set(step_names))
         if unknown:
             raise UnknownStepError(

@@ -65,6 +65,7 @@ class BaseStepContext:
             commit(self)
 
     def log(self, event: str, data: dict[str, Any], file: str | None = None, level: Any = LogLevel.INFO) -> None:
+        """Record a structured event for the current step (the seed's ``ctx.log``); ``level`` takes names or LogLevel."""
         self.runtime_ctx.log(event, data, file, level=LogLevel(level_name(level)))
 
     def set_progress(

@@ -57,6 +57,7 @@ class ShardFailedError(StepsError, RuntimeError):
 
 
 def shard_failure(index: int, total: int, exc: BaseException, completed: dict[int, Any]) -> ShardFailedError:
+    """The error a failed shard raises, naming it and counting the shards that completed before it."""
     return ShardFailedError(
         f"shard {index} of {total} failed: {type(exc).__name__}: {exc} ({len(completed)} shard(s) completed)",
         index,

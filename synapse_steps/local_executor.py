@@ -33,9 +33,11 @@ class LocalExecutor(StepExecutor):
         self._config = config
 
     def resources_for(self, step: BaseStep[Any]) -> StepResources:
+        """The config's layered resources for the step; only the rollback limits apply in-process."""
         return self._config.resources_for(step) if self._config is not None else declared_resources(step)
 
     def execute(self, step: BaseStep[Any], context: BaseStepContext) -> StepResult:
+        """Run ``execute`` in this thread; an exception becomes a failed result with its traceback."""
         return run_execute(step, context)
 
     def rollback(self, step: BaseStep[Any], context: BaseStepContext, result: StepResult) -> None:

@@ -128,14 +128,17 @@ class Orchestrator(Generic[C]):
 
     @property
     def registry(self) -> StepRegistry[C]:
+        """The steps this orchestrator runs, in order."""
         return self._registry
 
     @property
     def context(self) -> C:
+        """The shared context the steps read and write; after a run it holds the final state."""
         return self._context
 
     @property
     def executor(self) -> StepExecutor:
+        """Where the steps run: the one passed in, the config's, or the default for this orchestrator."""
         return self._executor
 
     @property

@@ -53,9 +53,11 @@ class WeightedProgress:
 
     @property
     def overall(self) -> float:
+        """Overall progress, 0..1, weighted by each step's ``progress_weight``."""
         return self._overall
 
     def begin(self, order: int) -> None:
+        """Mark the step at position ``order`` as running: its own progress now moves the overall value."""
         self._running = order
 
     def update(self, order: int, current: float, total: float) -> None:

@@ -44,6 +44,7 @@ class ActionCommand(click.Command):
     """
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Load TARGET before click parses the rest, so its params model's options exist when they are parsed."""
         target = _first_positional(args, self.params)
         if target is not None:
             action_class, error = _load(target)
@@ -54,9 +55,11 @@ class ActionCommand(click.Command):
         return super().parse_args(ctx, args)
 
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        """The command's own options plus one per field of the loaded target's params model."""
         return [*super().get_params(ctx), *ctx.meta.get(_OPTIONS, [])]
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Help lists the command's options, then the target's params in a section of their own."""
         own = [p.get_help_record(ctx) for p in super().get_params(ctx) if isinstance(p, click.Option)]
         with formatter.section("Options"):
             formatter.write_dl([r for r in own if r is not None])
