@@ -62,7 +62,7 @@ class StartWatch:
 
 def describe_request(resources: StepResources) -> str:
     """The step's non-zero resource asks as ``name=value``, for the message of a step no node can run."""
-    asked: dict[str, object] = {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus, **resources.resources}
+    asked: dict[str, object] = {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus, **(resources.resources or {})}
     if resources.memory:
         asked["memory"] = resources.memory
     if resources.accelerator_type:

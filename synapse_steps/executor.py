@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from synapse_steps.context import BaseStepContext
-from synapse_steps.resources import StepResources
+from synapse_steps.resources import StepResources, resolve
 from synapse_steps.result import StepResult
 from synapse_steps.step import BaseStep, declared_resources
 
@@ -46,8 +46,11 @@ class StepExecutor(ABC):
         """
 
     def resources_for(self, step: BaseStep[Any]) -> StepResources:
-        """The step's resolved resources and policies (rollback timeout and retries included)."""
-        return declared_resources(step)
+        """The step's resolved resources and policies (rollback timeout and retries included).
+
+        Without a config: the step's declaration over the built-in defaults.
+        """
+        return resolve(declared_resources(step))
 
     def never_started(self, step: BaseStep[Any]) -> bool:
         """True when the step was stopped before it began (queued): there is nothing to roll back."""

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from os import PathLike
 from typing import Any, Generic, TypeVar
 
-from synapse_steps.config import ExecutorConfig, build_executor, load_config
+from synapse_steps.config import ExecutorConfig, load_config
 from synapse_steps.context import BaseStepContext
 from synapse_steps.errors import CallbackError, RollbackIncompleteError, StepFailedError
 from synapse_steps.executor import StepExecutor
+from synapse_steps.executor_factory import build_executor
 from synapse_steps.interrupts import InterruptGuard, RollbackAbandoned, guarded_run
-from synapse_steps.local_executor import LocalExecutor
 from synapse_steps.progress import ProgressCallback, WeightedProgress, validate_weights
 from synapse_steps.registry import StepRegistry
 from synapse_steps.result import StepResult
@@ -112,7 +112,7 @@ class Orchestrator(Generic[C]):
         variables alone, so ``SYNAPSE_STEPS_EXECUTOR=ray`` moves a run onto Ray.
         """
         settings = config if isinstance(config, ExecutorConfig) else load_config(config)
-        executor = build_executor(settings, registry.get_step_names())
+        executor = build_executor(settings)
         return cls(registry, context, progress_callback, before_step, executor=executor)
 
     def _default_executor(self) -> StepExecutor:
@@ -121,10 +121,7 @@ class Orchestrator(Generic[C]):
         So the seed's plain ``Orchestrator(registry, context)`` moves onto Ray by
         setting one environment variable, like an action's ``run()``.
         """
-        config = load_config()
-        if config.executor == "local":
-            return LocalExecutor(config)
-        return build_executor(config, self._registry.get_step_names())
+        return build_executor(load_config())
 
     @property
     def registry(self) -> StepRegistry[C]:
@@ -312,7 +309,7 @@ class Orchestrator(Generic[C]):
         ctx, record = self._context, self.records[order]
         ctx._set_current_step(step.name, order)
         self._lifecycle(step.name, "rollback_started")
-        tries = 1 + self._executor.resources_for(step).rollback_retries
+        tries = 1 + (self._executor.resources_for(step).rollback_retries or 0)
         started = time.monotonic()
         last: Exception | None = None
         try:

@@ -74,7 +74,7 @@ class BaseStep(ABC, Generic[C]):
 
     @property
     def resources(self) -> StepResources:
-        """What this step declares it needs (one CPU by default).
+        """What this step declares it needs; nothing by default (the built-in defaults apply).
 
         Only the fields passed to ``StepResources(...)`` count as declared: they override the
         config's ``defaults``, and the config's ``steps.NAME`` overrides them.
@@ -122,6 +122,6 @@ def progress_proportion(step: Any) -> int:
 
 
 def declared_resources(step: Any) -> StepResources:
-    """The step's ``resources``, or the defaults; anything else is a definition error."""
+    """The step's ``resources`` layer, or an empty one for a step without it."""
     declared = getattr(step, "resources", None)
     return declared if isinstance(declared, StepResources) else StepResources()

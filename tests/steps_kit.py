@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from synapse_steps import BaseStep, BaseStepContext, StepResult
+from synapse_steps import BaseStep, BaseStepContext, StepRegistry, StepResult
 
 
 @dataclass
@@ -67,3 +67,11 @@ class KitStep(BaseStep[KitContext]):
         ctx.values.setdefault("rollback_results", []).append((self._name, result.success, result.rollback_data))
         if self._rollback_fails:
             raise OSError(f"{self._name} rollback broke")
+
+
+def registry_of(*steps: BaseStep[Any] | str) -> StepRegistry[Any]:
+    """A registry of ``steps`` in order; a name stands for ``KitStep(name)``."""
+    registry: StepRegistry[Any] = StepRegistry()
+    for step in steps:
+        registry.register(KitStep(step) if isinstance(step, str) else step)
+    return registry

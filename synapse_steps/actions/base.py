@@ -9,8 +9,9 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from synapse_steps.config import ExecutorConfig, build_executor, load_config
+from synapse_steps.config import ExecutorConfig, load_config
 from synapse_steps.context import BaseStepContext
+from synapse_steps.executor_factory import build_executor
 from synapse_steps.orchestrator import BeforeStepHook, Orchestrator
 from synapse_steps.progress import ProgressCallback
 from synapse_steps.registry import StepRegistry
@@ -66,7 +67,7 @@ class BaseAction(ABC, Generic[P, C]):
         registry: StepRegistry[C] = StepRegistry()
         self.setup_steps(registry)
         self.context = self.create_context()
-        executor = build_executor(self.config, registry.get_step_names())
+        executor = build_executor(self.config)
         callback = progress_callback or self.progress_callback
         return Orchestrator(registry, self.context, callback, before_step, executor=executor)
 
