@@ -336,6 +336,7 @@ def test_train_example_runs_in_process(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_train_example_runs_on_ray(tmp_path):
     out = tmp_path / "artifacts"
     proc = cli(
@@ -568,6 +569,7 @@ def test_train_run_prints_the_model_path(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_ctrl_c_while_ray_starts_exits_130_within_2_s(tmp_path):
     """A real SIGINT while ``ray.init`` starts a local Ray (no address): exit 130 within 2 s."""
     import signal

@@ -21,15 +21,7 @@ from synapse_steps import (
 from synapse_steps.executor_factory import build_executor
 from tests.steps_kit import KitContext, KitStep, registry_of
 
-pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
-    """Only what a test sets may come from the environment."""
-    for name in list(os.environ):
-        if name.startswith("SYNAPSE_STEPS_"):
-            monkeypatch.delenv(name)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.usefixtures("clean_synapse_env")]
 
 
 YAML = """\

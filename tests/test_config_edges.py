@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -15,14 +14,7 @@ import pytest
 
 from synapse_steps import ConfigError, load_config
 
-pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("SYNAPSE_STEPS_"):
-            monkeypatch.delenv(name)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("clean_synapse_env")]
 
 
 # --- non-finite numbers are refused at load ---------------------------------------------------

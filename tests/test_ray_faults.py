@@ -42,14 +42,13 @@ from synapse_steps import (
     RuntimeContext,
     StepFailedError,
     StepRecord,
-    StepRegistry,
     StepResources,
     StepResult,
     UnknownStepError,
     load_config,
 )
 from tests.conftest import ray_config
-from tests.steps_kit import KitContext, KitStep
+from tests.steps_kit import KitContext, KitStep, alive_run_actors, new_ctx, registry_of
 
 pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.timeout(180)]
 
@@ -57,14 +56,6 @@ NAMESPACE = "synapse-steps"  # RaySettings' default namespace
 
 
 # --- helpers ----------------------------------------------------------------------
-
-
-def alive_run_actors() -> list[str]:
-    return sorted(
-        a["Name"]
-        for a in ray._private.state.actors().values()
-        if a["Name"].startswith("synapse-steps-run-") and a["State"] != "DEAD"
-    )
 
 
 def wait_for_no_new_run_actors(before: Sequence[str], timeout_s: float = 10.0) -> list[str]:
@@ -83,17 +74,6 @@ def no_run_actor_left(ray_session: None) -> Iterator[None]:
     before = alive_run_actors()
     yield
     assert wait_for_no_new_run_actors(before) == []
-
-
-def registry_of(*steps: BaseStep) -> StepRegistry[KitContext]:
-    registry: StepRegistry[KitContext] = StepRegistry()
-    for step in steps:
-        registry.register(step)
-    return registry
-
-
-def new_ctx(job_id: str = "faults") -> KitContext:
-    return KitContext(runtime_ctx=RuntimeContext(job_id=job_id))
 
 
 @dataclass
@@ -500,8 +480,8 @@ DRIVER_SCRIPT = textwrap.dedent(
             return None
         deadline = time.monotonic() + 5
         while True:
-            alive = sorted(a["Name"] for a in ray._private.state.actors().values()
-                           if a["Name"].startswith("synapse-steps-run-") and a["State"] != "DEAD")
+            alive = sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                           if a["name"].startswith("synapse-steps-run-"))
             if not alive or time.monotonic() > deadline:
                 return alive
             time.sleep(0.1)
@@ -804,7 +784,7 @@ def test_override_for_an_unknown_step_fails_before_any_step_runs(tmp_path: Path)
     journal = tmp_path / "journal"
     config = ExecutorConfig(executor="ray", ray={"progress_interval_s": 0.05}, steps={"trian": {"num_gpus": 1}})
     with pytest.raises(UnknownStepError, match=r"\['trian'\].*registered: \['a', 'train'\]"):
-        Orchestrator.from_config(registry_of(FaultStep("a", journal), FaultStep("train", journal)), new_ctx(), config)
+        Orchestrator.from_config(registry_of(FaultStep("a", journal), FaultStep("train", journal)), new_ctx(), config).execute()
     hook_calls: list[str] = []
     ctx = new_ctx()
     with pytest.raises(UnknownStepError, match=r"'trian'"):

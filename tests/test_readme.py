@@ -83,6 +83,7 @@ def test_write_your_own_action_runs_from_python_on_both_executors(word_count, tm
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 @pytest.mark.timeout(240)
 def test_write_your_own_action_runs_from_the_command_line(word_count, tmp_path):
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SYNAPSE_STEPS_")}

@@ -6,7 +6,6 @@ built-in defaults < config ``defaults`` < what the step declares < config ``step
 
 from __future__ import annotations
 
-import os
 import pickle
 from pathlib import Path
 from typing import Any
@@ -31,14 +30,7 @@ from synapse_steps.resources import BUILT_IN, resolve
 from tests.conftest import ray_config
 from tests.steps_kit import KitContext, KitStep, registry_of
 
-pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("SYNAPSE_STEPS_"):
-            monkeypatch.delenv(name)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("clean_synapse_env")]
 
 
 class Declares(KitStep):
