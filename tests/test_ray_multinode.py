@@ -125,6 +125,8 @@ class RecordsActorNode(BaseStep[PlacedContext]):
     def execute(self, ctx: PlacedContext) -> StepResult:
         deadline = time.monotonic() + 30  # the actor starts asynchronously, maybe after this step
         while not ctx.trail and time.monotonic() < deadline:
+            # The actor's node: Ray's public state API (ray.util.state) needs the dashboard, which
+            # this cluster does not run, so this one read goes through Ray's private state module.
             for actor in ray._private.state.actors().values():
                 if actor["Name"].startswith("synapse-steps-run-") and actor["State"] == "ALIVE":
                     ctx.trail.append(("actor", actor["Name"], actor["Address"]["NodeID"]))
