@@ -12,7 +12,6 @@ import ray
 from synapse_steps.config import RaySettings
 from synapse_steps.errors import ConfigError
 
-
 # Runs in this process that use the connection a run of ours made (embedded Ray or a
 # joined cluster). Concurrent runs share it; the last one to finish disconnects.
 _lock = threading.Lock()

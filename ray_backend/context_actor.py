@@ -43,9 +43,11 @@ class RunState:
             self._version, self._snapshot = version, snapshot
 
     def committed(self) -> tuple[int, dict[str, Any]]:
+        """The newest base snapshot and its version: what a replacement task or a late reader starts from."""
         return self._version, self._snapshot
 
     def started(self, token: str, node_id: str) -> None:
+        """Record that task ``token`` began on ``node_id``, so a lost task can be told apart from one never scheduled."""
         self._started[token] = node_id
 
     def report(self, token: str, events: list[RuntimeEvent], state: dict[str, Any] | None = None) -> None:
@@ -67,9 +69,11 @@ class RunState:
         self._journaled[token] = max(number, self._journaled.get(token, 0))
 
     def journaled_upto(self, token: str) -> int:
+        """The last commit of task ``token`` the driver journaled (a worker's ``ctx.commit()`` polls it)."""
         return self._journaled.get(token, 0)
 
     def progress(self) -> dict[str | None, tuple[float, float]]:
+        """Each step's latest ``(current, total)``, for a driver that reads progress without draining events."""
         return dict(self._progress)
 
     def drain(self) -> tuple[dict[str, str], list[RuntimeEvent]]:

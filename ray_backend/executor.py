@@ -90,13 +90,16 @@ class RayExecutor(StepExecutor):
         """Step name → Ray node id where it ran (None: node unknown); rollbacks go back there."""
         return dict(self._nodes)
 
-    def resources_for(self, step: BaseStep) -> StepResources:
+    def resources_for(self, step: BaseStep[Any]) -> StepResources:
+        """What the step runs with: the config's layers resolved once at ``open``, or now for a step outside the run."""
         return self._resources.get(step.name) or self._config.resources_for(step)
 
-    def never_started(self, step: BaseStep) -> bool:
+    def never_started(self, step: BaseStep[Any]) -> bool:
+        """True when no task of the step ever started, so its rollback would have nothing to undo."""
         return step.name in self._never_started
 
-    def open(self, context: BaseStepContext, steps: Sequence[BaseStep]) -> None:
+    def open(self, context: BaseStepContext, steps: Sequence[BaseStep[Any]]) -> None:
+        """Resolve every step's resources and connect to Ray before the first step, so bad config fails early."""
         self._config.check_step_names([s.name for s in steps])
         self._resources = {s.name: self._config.resources_for(s) for s in steps}
         self._nodes = {}
@@ -111,7 +114,8 @@ class RayExecutor(StepExecutor):
             self.close()
             raise
 
-    def execute(self, step: BaseStep, context: BaseStepContext) -> StepResult:
+    def execute(self, step: BaseStep[Any], context: BaseStepContext) -> StepResult:
+        """Run ``execute`` as a Ray task; a task that fails, times out or is lost comes back as a failed result."""
         try:
             report = self._run("execute", step, context, None)
         except StepTaskFailed as exc:
@@ -120,7 +124,14 @@ class RayExecutor(StepExecutor):
             return StepResult(success=False, error=f"step '{step.name}' (execute) was stopped")
         return report.result
 
-    def rollback(self, step: BaseStep, context: BaseStepContext, result: StepResult) -> None:
+    def rollback(self, step: BaseStep[Any], context: BaseStepContext, result: StepResult) -> None:
+        """Run ``rollback`` as a Ray task.
+
+        Raises:
+            Exception: the rollback's own exception, with the worker's traceback as its cause.
+            RollbackTimeoutError: the rollback ran past ``rollback_timeout_s`` and was stopped.
+            StepTaskFailed: the task itself failed (worker lost, actor gone).
+        """
         try:
             report = self._run("rollback", step, context, result)
         except StepTaskFailed as exc:
@@ -133,6 +144,7 @@ class RayExecutor(StepExecutor):
             raise error
 
     def close(self) -> None:
+        """Kill the run's context actor and disconnect from Ray if ``open`` connected (a joined cluster stays up)."""
         if self._actor is not None:
             ray.kill(self._actor, no_restart=True)
             self._actor = None
@@ -184,7 +196,7 @@ class RayExecutor(StepExecutor):
             self._replace_actor(context)
             return None
 
-    def _run(self, mode: str, step: BaseStep, context: BaseStepContext, result: StepResult | None) -> TaskReport:
+    def _run(self, mode: str, step: BaseStep[Any], context: BaseStepContext, result: StepResult | None) -> TaskReport:
         """Submit one step task, relay its events while it runs, apply what it committed."""
         assert self._transport is not None and self._actor is not None, "RayExecutor used before open()"
         resources = self._resources[step.name]
@@ -202,7 +214,7 @@ class RayExecutor(StepExecutor):
         self,
         ref: ray.ObjectRef,
         changed_ref: ray.ObjectRef,
-        step: BaseStep,
+        step: BaseStep[Any],
         mode: str,
         token: str,
         resources: StepResources,
@@ -226,7 +238,8 @@ class RayExecutor(StepExecutor):
                 raise StepTaskFailed(str(exc), timed_out=exc.timed_out) from None
             raise
         try:
-            return ray.get(ref)
+            report: TaskReport = ray.get(ref)
+            return report
         except ray.exceptions.RayError as exc:
             with guard.critical():
                 self._take_state(None, changed_ref, context, token)
@@ -235,7 +248,7 @@ class RayExecutor(StepExecutor):
     def _watch(
         self,
         ref: ray.ObjectRef,
-        step: BaseStep,
+        step: BaseStep[Any],
         mode: str,
         token: str,
         resources: StepResources,
@@ -297,7 +310,7 @@ class RayExecutor(StepExecutor):
         assert self._actor is not None
         self._actor.commit.remote(self._transport.version, self._transport.committed, token)
 
-    def _unschedulable(self, step: BaseStep, mode: str, resources: StepResources, lost_node: str | None) -> str:
+    def _unschedulable(self, step: BaseStep[Any], mode: str, resources: StepResources, lost_node: str | None) -> str:
         limit = self._settings.schedule_timeout_s
         why = f"its node {lost_node} died and the retry " if lost_node else ""
         return (
@@ -317,6 +330,7 @@ class RayExecutor(StepExecutor):
         drained = self._ask_actor("drain", context)
         if drained is None:
             return {token: ""}
+        started: dict[str, str]
         started, events = drained
         commits = [e.data["n"] for e in events if e.kind == COMMIT_EVENT]
         self._replay(context, events, tolerant)

@@ -129,6 +129,7 @@ class ClusterJobs:
         excludes: list[str],
         env_vars: dict[str, str],
     ) -> None:
+        """Submit the run as a Ray job whose submission id is ``run_id``, so ``attach``/``stop`` find it by that id."""
         runtime_env = {"working_dir": working_dir, "excludes": excludes, "env_vars": env_vars}
         # Ray logs each packaging decision at INFO; the size was checked before (job_package).
         for name in ("ray", "ray.dashboard.modules.dashboard_sdk"):
@@ -143,6 +144,7 @@ class ClusterJobs:
         )
 
     def status(self, run_id: str) -> tuple[JobStatus, str | None]:
+        """The job's Ray status and its message (why it failed or was stopped); JobsError for an unknown run id."""
         info = self._call(run_id, self._client.get_job_info, run_id)
         return info.status, info.message
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from ray_backend.executor import RayExecutor
+from synapse_steps.context import BaseStepContext
 from synapse_steps.executor import StepExecutor
 from synapse_steps.orchestrator import Orchestrator
 
+C = TypeVar("C", bound=BaseStepContext)
 
-class RayOrchestrator(Orchestrator):
+
+class RayOrchestrator(Orchestrator[C]):
     """Same signature and result as ``Orchestrator``; steps run as Ray tasks.
 
     Example:

@@ -17,7 +17,7 @@ from synapse_steps.errors import ContextNotSerializableError
 from synapse_steps.step import BaseStep
 
 
-def check_serializable(context: Any, steps: Sequence[BaseStep]) -> None:
+def check_serializable(context: Any, steps: Sequence[BaseStep[Any]]) -> None:
     """Raise ContextNotSerializableError naming the first field or step that cannot be pickled.
 
     Large array-like values are skipped: they go through the object store, and
@@ -82,7 +82,7 @@ def _open_file_in(value: Any, path: str, depth: int, seen: set[int]) -> tuple[st
 def _try(obj: Any, what: str) -> None:
     try:
         cloudpickle.dumps(obj)
-    except Exception as exc:  # noqa: BLE001 - pickling raises many types
+    except Exception as exc:
         raise ContextNotSerializableError(
             f"{what} cannot be pickled, so it cannot be sent to a Ray worker: {type(exc).__name__}: {exc}. "
             f"{_advice(exc)}"

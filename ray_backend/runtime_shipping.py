@@ -74,7 +74,7 @@ def runtime_spec(runtime: Any, run_key: str) -> RuntimeSpec:
             continue
         try:
             cloudpickle.dumps(value)
-        except Exception as exc:  # noqa: BLE001 - pickling raises many types
+        except Exception as exc:
             raise ContextNotSerializableError(
                 f"runtime_ctx.{name} ({type(value).__name__}) cannot be pickled, so it cannot be sent to a Ray "
                 f"worker: {type(exc).__name__}: {exc}. Build it on the worker instead: "
@@ -88,7 +88,7 @@ def runtime_spec(runtime: Any, run_key: str) -> RuntimeSpec:
             raise ContextNotSerializableError(f"{what} is {type(factory).__name__}, not a function")
         try:
             cloudpickle.dumps(factory)
-        except Exception as exc:  # noqa: BLE001 - pickling raises many types
+        except Exception as exc:
             raise ContextNotSerializableError(
                 f"{what} cannot be pickled, so it cannot build {name!r} on a Ray worker: {type(exc).__name__}: {exc}"
             ) from exc
@@ -103,7 +103,7 @@ def _slots() -> Any:
     """A namespace found by name in ``sys.modules``: every by-value copy of this module sees the same one."""
     slots = sys.modules.get(_SLOTS)
     if slots is None:
-        fresh = types.ModuleType(_SLOTS)
+        fresh: Any = types.ModuleType(_SLOTS)
         fresh.active = None  # the runtime of the step running in this process (one at a time)
         fresh.built = {}  # (run key, attribute) -> what its factory returned
         slots = sys.modules.setdefault(_SLOTS, fresh)

@@ -89,9 +89,9 @@ def _settle(pending: dict[ray.ObjectRef, int], results: dict[int, Any]) -> None:
 
 
 def _default_in_flight(options: ShardOptions) -> int:
-    total = ray.cluster_resources()
-    fits = [total.get("CPU", 1.0) / options.num_cpus] if options.num_cpus else []
-    if options.num_gpus:
-        fits.append(total.get("GPU", 0.0) / options.num_gpus)
+    total, asked = ray.cluster_resources(), options.resources
+    fits = [total.get("CPU", 1.0) / asked.num_cpus] if asked.num_cpus else []
+    if asked.num_gpus:
+        fits.append(total.get("GPU", 0.0) / asked.num_gpus)
     at_once = int(min(fits)) if fits else 16
     return max(8, 4 * at_once)  # enough queued that no CPU idles between shards, never the whole list

@@ -50,13 +50,17 @@ class RunConstants:
 
 def run_step(
     mode: str,
-    step: BaseStep,
+    step: BaseStep[Any],
     run: RunConstants,
     snapshot: dict[str, Any],
     token: str,
     rollback_of: StepResult | None,
     reraise: tuple[type[BaseException], ...],
 ) -> tuple[TaskReport, dict[str, Any]]:
+    """The body of a step's Ray task: rebuild the context, run ``mode``, report outcome and changed fields.
+
+    Exceptions in ``reraise`` propagate so Ray retries them; any other is caught here and reported.
+    """
     node_id = ray.get_runtime_context().get_node_id()
     run.actor.started.remote(token, node_id)
     values = stored_fields.load(snapshot)

@@ -39,6 +39,7 @@ NEW_LARGE_VALUE = NewLargeValue()
 
 
 def is_large(value: Any) -> bool:
+    """True for values big enough to go through the object store by reference instead of inline."""
     if isinstance(value, (bytes, bytearray)):
         return len(value) >= LARGE_VALUE_BYTES
     nbytes = getattr(value, "nbytes", None)
@@ -62,7 +63,7 @@ def load(snapshot: dict[str, Any]) -> dict[str, Any]:
             by_ref[value.ref].append((name, value.key))
     if by_ref:
         refs = list(by_ref)
-        for ref, blob in zip(refs, ray.get(refs)):
+        for ref, blob in zip(refs, ray.get(refs), strict=True):
             for name, key in by_ref[ref]:
                 values[name] = blob[key]
     return values

@@ -11,17 +11,15 @@ from synapse_steps.fanout import ShardOptions
 from synapse_steps.resources import StepResources
 
 
-def _placement(
-    num_cpus: float, num_gpus: float, memory: int | None, resources: dict[str, float], accelerator_type: str | None
-) -> dict[str, Any]:
-    """The resource part of ``.options()``: what the scheduler places the task by."""
-    options: dict[str, Any] = {"num_cpus": num_cpus, "num_gpus": num_gpus}
-    if memory:
-        options["memory"] = memory
-    if resources:
-        options["resources"] = dict(resources)
-    if accelerator_type:
-        options["accelerator_type"] = accelerator_type
+def _placement(resources: StepResources) -> dict[str, Any]:
+    """The resource part of ``.options()``: what the scheduler places the task by (resolved resources)."""
+    options: dict[str, Any] = {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus}
+    if resources.memory:
+        options["memory"] = resources.memory
+    if resources.resources:
+        options["resources"] = dict(resources.resources)
+    if resources.accelerator_type:
+        options["accelerator_type"] = resources.accelerator_type
     return options
 
 
@@ -40,9 +38,7 @@ def step_task_options(
         "num_returns": 2,
         "max_retries": resources.max_retries if execute else 0,
         "retry_exceptions": _retry_exceptions(resources) if execute else False,
-        **_placement(
-            resources.num_cpus, resources.num_gpus, resources.memory, resources.resources, resources.accelerator_type
-        ),
+        **_placement(resources),
     }
     if settings.runtime_env:
         options["runtime_env"] = settings.runtime_env
@@ -55,18 +51,17 @@ def shard_task_options(options: ShardOptions) -> dict[str, Any]:
     """Options of one ``ctx.map`` shard task."""
     return {
         "name": "synapse-steps:shard",
-        "max_retries": options.max_retries,
-        **_placement(options.num_cpus, options.num_gpus, options.memory, options.resources, options.accelerator_type),
+        "max_retries": options.resources.max_retries,
+        **_placement(options.resources),
     }
 
 
 def reraised_exceptions(resources: StepResources) -> tuple[type[BaseException], ...]:
     """The exceptions a worker lets propagate so that Ray retries them (``retry_exceptions``)."""
-    if resources.max_retries == 0 or not resources.retry_exceptions:
+    retry = resources.retry_exceptions
+    if not retry or resources.max_retries == 0:
         return ()
-    if resources.retry_exceptions is True:
-        return (Exception,)
-    return tuple(resources.retry_exceptions)
+    return retry if isinstance(retry, tuple) else (Exception,)
 
 
 def _retry_exceptions(resources: StepResources) -> bool | list[type[BaseException]]:

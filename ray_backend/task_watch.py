@@ -56,11 +56,13 @@ class StartWatch:
         return True
 
     def waiting_too_long(self, now: float, limit_s: float) -> bool:
+        """True once the task has waited for a node longer than ``limit_s`` (it is then reported unschedulable)."""
         return self.waiting_since is not None and now - self.waiting_since > limit_s
 
 
 def describe_request(resources: StepResources) -> str:
-    asked = {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus, **resources.resources}
+    """The step's non-zero resource asks as ``name=value``, for the message of a step no node can run."""
+    asked: dict[str, object] = {"num_cpus": resources.num_cpus, "num_gpus": resources.num_gpus, **(resources.resources or {})}
     if resources.memory:
         asked["memory"] = resources.memory
     if resources.accelerator_type:

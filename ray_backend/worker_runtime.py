@@ -41,6 +41,10 @@ COMMIT_EVENT: Final = "commit"
 
 
 class WorkerRuntime(RuntimeContext):
+    """The runtime context inside a step's Ray task: events and context changes are batched to the context actor.
+
+    A background thread ships batches every ``flush_interval_s`` so the driver sees progress while the step runs.
+    """
     def __init__(
         self,
         env: dict[str, Any],
@@ -91,6 +95,7 @@ class WorkerRuntime(RuntimeContext):
         self._shipper.start()
 
     def stop_shipping(self) -> None:
+        """Stop the shipping thread after a last shipment, so nothing the step emitted is lost when the task ends."""
         self._stop.set()
         if self._shipper is not None:
             self._shipper.join(timeout=self._interval + 5.0)
@@ -144,7 +149,7 @@ class WorkerRuntime(RuntimeContext):
         while not self._stop.wait(self._interval):
             try:
                 self._ship()
-            except Exception:  # noqa: BLE001 - the actor may be gone; the result still carries everything
+            except Exception:
                 logging.getLogger("synapse_steps.worker").debug("shipping to the context actor failed", exc_info=True)
 
     def _ship(self) -> ray.ObjectRef | None:

@@ -20,6 +20,8 @@ from ray_backend.stored_fields import NEW_LARGE_VALUE, StoredField
 
 
 class WorkerState:
+    """What a running task's context holds compared with its starting snapshot, pickled for shipping."""
+
     def __init__(self, snapshot: dict[str, Any], loaded: dict[str, Any], context: Any) -> None:
         self._snapshot = snapshot
         self._loaded = loaded
@@ -76,4 +78,5 @@ def _fingerprint(values: dict[str, Any]) -> bytes:
     try:
         return pickle.dumps(values, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # noqa: BLE001 - e.g. a class that exists only by value on this worker
-        return cloudpickle.dumps(values)
+        data: bytes = cloudpickle.dumps(values)
+        return data

@@ -7,6 +7,7 @@ exception capture and result checking behave the same on every backend.
 from __future__ import annotations
 
 import traceback
+from typing import Any
 
 from synapse_steps.context import BaseStepContext
 from synapse_steps.interrupts import RollbackAbandoned
@@ -27,7 +28,7 @@ def describe_exception(exc: BaseException) -> str:
 
 
 def run_execute(
-    step: BaseStep, ctx: BaseStepContext, reraise: tuple[type[BaseException], ...] = ()
+    step: BaseStep[Any], ctx: BaseStepContext, reraise: tuple[type[BaseException], ...] = ()
 ) -> StepResult:
     """Run ``step.execute``; an exception or a wrong return type becomes a failed result.
 

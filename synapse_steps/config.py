@@ -30,31 +30,21 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from synapse_steps.errors import ConfigError, ExecutorUnavailableError, UnknownStepError
-from synapse_steps.executor import StepExecutor
-from synapse_steps.resources import StepResources
-from synapse_steps.step import BaseStep, declared_resources
+from synapse_steps.errors import ConfigError, UnknownStepError
+from synapse_steps.resources import StepResources, describe_errors, resolve
+from synapse_steps.step import declared_resources
 
 
-class StepOptions(BaseModel):
-    """Resources, retries and time limit for a step; unset fields keep the step's own."""
+class StepOptions(StepResources):
+    """``StepResources`` as the config file holds them (``defaults``, ``steps.NAME``): same fields, same checks.
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # .inf would fail later, in Ray
+    Only the error report differs. Pydantic runs a model's own ``__init__`` for nested
+    values too, and ``StepResources.__init__`` turns errors into one line without their
+    place in the file; this keeps pydantic's, so ``load_config`` can name the full path
+    (``steps.train.num_gpus``).
+    """
 
-    num_cpus: float | None = Field(None, ge=0, description="CPUs reserved for the step's task.")
-    num_gpus: float | None = Field(None, ge=0, description="GPUs reserved; the step lands on a GPU node.")
-    memory: int | None = Field(None, gt=0, description="Bytes of memory reserved for the task.")
-    resources: dict[str, float] | None = Field(None, description="Custom Ray resources, e.g. {'trainer': 1}.")
-    accelerator_type: str | None = Field(None, description="Ray accelerator type, e.g. 'A100'.")
-    max_retries: int | None = Field(None, ge=-1, description="Re-runs after a worker crash; 0 by default.")
-    timeout_s: float | None = Field(None, gt=0, description="Wall-clock limit for the step, queueing included.")
-    rollback_timeout_s: float | None = Field(
-        None, gt=0, description="Wall-clock limit for the step's rollback (default 300 s), separate from timeout_s."
-    )
-    rollback_retries: int | None = Field(None, ge=0, description="Re-runs of a rollback that raised or crashed; 0 by default.")
-
-    def as_overrides(self) -> dict[str, Any]:
-        return self.model_dump(exclude_none=True)
+    __init__ = BaseModel.__init__
 
 
 class RaySettings(BaseModel):
@@ -87,8 +77,12 @@ class ExecutorConfig(BaseSettings):
 
     executor: Literal["local", "ray"] = Field("local", description="'local' (in-process) or 'ray'.")
     ray: RaySettings = Field(default_factory=RaySettings)
-    defaults: StepOptions = Field(default_factory=StepOptions, description="Applied to every step first.")
-    steps: dict[str, StepOptions] = Field(default_factory=dict, description="Overrides by step name.")
+    defaults: StepOptions = Field(
+        default_factory=StepOptions, description="Every step's resources, below what the step declares."
+    )
+    steps: dict[str, StepOptions] = Field(
+        default_factory=dict, description="Resources by step name, above what the step declares."
+    )
     journal: str | None = Field(
         None,
         description="Run journal URL (sqlite:///PATH or postgresql+psycopg://USER@HOST/DB) that makes runs "
@@ -116,14 +110,16 @@ class ExecutorConfig(BaseSettings):
         )
         return (init_settings, env_settings, *files)
 
-    def resources_for(self, step: BaseStep) -> StepResources:
-        """Built-in defaults < config ``defaults`` < what the step declares < ``steps[name]``."""
-        own = declared_resources(step).declared()  # what the step passed, even a built-in default's value
-        resolved = StepResources().merged(self.defaults.as_overrides()).merged(own)
-        override = self.steps.get(step.name)
-        return resolved.merged(override.as_overrides()) if override else resolved
+    def resources_for(self, step: Any) -> StepResources:
+        """The step's resources: built-in defaults < ``defaults`` < what the step declares < ``steps[NAME]``.
+
+        Raises:
+            ValueError: the step's own ``resources`` declaration is invalid.
+        """
+        return resolve(self.defaults, declared_resources(step), self.steps.get(step.name))
 
     def check_step_names(self, step_names: list[str]) -> None:
+        """Refuse overrides for steps that do not exist: a misspelt name would be ignored silently."""
         unknown = sorted(set(self.steps) - set(step_names))
         if unknown:
             raise UnknownStepError(
@@ -142,8 +138,7 @@ def load_config(path: str | PathLike[str] | None = None, **overrides: Any) -> Ex
         config = settings_cls(**overrides)
     except ValidationError as exc:
         where = f" in {path}" if path is not None else ""
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"invalid executor configuration{where}: {problems}") from None
+        raise ConfigError(f"invalid executor configuration{where}: {describe_errors(exc)}") from None
     except SettingsError as exc:  # an env var that is not valid JSON for a nested field
         raise ConfigError(f"invalid executor configuration in SYNAPSE_STEPS_* environment variables: {exc}") from None
     except Exception as exc:  # noqa: BLE001 - the file's parser (YAML, TOML, JSON) failed
@@ -202,19 +197,3 @@ def _reject_unknown_env_vars() -> None:
                     f"environment variable {name} names no config field; known: "
                     + ", ".join(f"{prefix}{k.upper()}" for k in sorted(known))
                 )
-
-
-def build_executor(config: ExecutorConfig, step_names: list[str]) -> StepExecutor:
-    """The executor the config names; Ray is imported only when asked for."""
-    config.check_step_names(step_names)
-    if config.executor == "local":
-        from synapse_steps.local_executor import LocalExecutor
-
-        return LocalExecutor(config)
-    try:
-        from ray_backend import RayExecutor
-    except ImportError as exc:
-        raise ExecutorUnavailableError(
-            f"executor 'ray' needs Ray ({exc}); install it with: pip install \"synapse-steps[ray]\""
-        ) from exc
-    return RayExecutor(config)

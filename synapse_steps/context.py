@@ -9,6 +9,7 @@ from typing import Any
 
 from synapse_steps.fanout import ShardOptions
 from synapse_steps.messages import LogLevel, level_name
+from synapse_steps.resources import StepResources, resolve
 from synapse_steps.result import StepResult
 from synapse_steps.runtime import RuntimeContext
 
@@ -80,6 +81,7 @@ class BaseStepContext:
             commit(self)
 
     def log(self, event: str, data: dict[str, Any], file: str | None = None, level: Any = LogLevel.INFO) -> None:
+        """Record a structured event for the current step (the seed's ``ctx.log``); ``level`` takes names or LogLevel."""
         self.runtime_ctx.log(event, data, file, level=LogLevel(level_name(level)))
 
     def set_progress(
@@ -105,18 +107,19 @@ class BaseStepContext:
         fn: Callable[[Any], Any],
         items: Iterable[Any],
         *,
-        num_cpus: float = 1.0,
-        num_gpus: float = 0.0,
+        num_cpus: float | None = None,
+        num_gpus: float | None = None,
         memory: int | None = None,
         resources: dict[str, float] | None = None,
         accelerator_type: str | None = None,
-        max_retries: int = 0,
+        max_retries: int | None = None,
         max_in_flight: int | None = None,
     ) -> list[Any]:
         """``[fn(item) for item in items]``, run in parallel; results in input order.
 
         In-process: a thread pool. On Ray: one task per item with these resources
-        (e.g. ``num_gpus=1`` per shard), at most ``max_in_flight`` at once. Each
+        (e.g. ``num_gpus=1`` per shard; unset: the built-in defaults, one CPU and no GPU,
+        not the step's own), at most ``max_in_flight`` at once. Each
         finished shard moves this step's progress. A failing shard cancels the rest
         and raises ``ShardFailedError``; the step's rollback then gets
         ``result.rollback_data["completed_shards"]``.
@@ -124,9 +127,15 @@ class BaseStepContext:
         Example:
             >>> squares = ctx.map(lambda x: x * x, range(100), num_cpus=0.5)  # doctest: +SKIP
         """
-        options = ShardOptions(
-            num_cpus, num_gpus, memory, dict(resources or {}), accelerator_type, max_retries, max_in_flight
+        per_call = StepResources(
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            memory=memory,
+            resources=resources,
+            accelerator_type=accelerator_type,
+            max_retries=max_retries,
         )
+        options = ShardOptions(resolve(per_call), max_in_flight)
         return self.runtime_ctx.map(fn, items, options, step=self.current_step)
 
     def set_metrics(self, value: dict[str, Any], category: str | None = None, *, step: str | None = None) -> None:

@@ -16,14 +16,17 @@ class RunEnvironment(dict[str, Any]):
     """
 
     def get_str(self, key: str, default: str | None = None) -> str | None:
+        """The value as a string, or ``default`` when the key is missing."""
         value = self.get(key)
         return default if value is None else str(value)
 
     def get_int(self, key: str, default: int | None = None) -> int | None:
+        """The value as an int, or ``default`` when missing; ValueError if it is not a number."""
         value = self.get(key)
         return default if value is None else int(value)
 
     def get_float(self, key: str, default: float | None = None) -> float | None:
+        """The value as a float, or ``default`` when missing; ValueError if it is not a number."""
         value = self.get(key)
         return default if value is None else float(value)
 
@@ -46,6 +49,7 @@ class RunEnvironment(dict[str, Any]):
         return default
 
     def to_dict(self) -> dict[str, Any]:
+        """A plain dict copy, safe to serialize or mutate."""
         return dict(self)
 
     @classmethod

@@ -53,6 +53,7 @@ class StepFailedError(StepsError, RuntimeError):
 
     @property
     def traceback(self) -> str | None:
+        """The failed step's traceback text, as the seed's callers read it from the error."""
         return self.result.traceback
 
     def __str__(self) -> str:

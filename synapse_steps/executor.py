@@ -14,9 +14,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from types import TracebackType
+from typing import Any
 
 from synapse_steps.context import BaseStepContext
-from synapse_steps.resources import StepResources
+from synapse_steps.resources import StepResources, resolve
 from synapse_steps.result import StepResult
 from synapse_steps.step import BaseStep, declared_resources
 
@@ -24,11 +25,11 @@ from synapse_steps.step import BaseStep, declared_resources
 class StepExecutor(ABC):
     """Runs steps for one orchestrator run at a time: ``open`` → steps → ``close``."""
 
-    def open(self, context: BaseStepContext, steps: Sequence[BaseStep]) -> None:
+    def open(self, context: BaseStepContext, steps: Sequence[BaseStep[Any]]) -> None:
         """Prepare a run. Raise here (before any step) for problems found up front."""
 
     @abstractmethod
-    def execute(self, step: BaseStep, context: BaseStepContext) -> StepResult:
+    def execute(self, step: BaseStep[Any], context: BaseStepContext) -> StepResult:
         """Run ``step.execute``. Step errors come back as a failed result, not raised.
 
         Anything raised on the driver while the step runs (``KeyboardInterrupt``, a
@@ -37,18 +38,21 @@ class StepExecutor(ABC):
         """
 
     @abstractmethod
-    def rollback(self, step: BaseStep, context: BaseStepContext, result: StepResult) -> None:
+    def rollback(self, step: BaseStep[Any], context: BaseStepContext, result: StepResult) -> None:
         """Run ``step.rollback(context, result)`` once, within ``rollback_timeout_s``; raise if it failed.
 
         The exception raised is the rollback's own (from a worker: with the worker's
         traceback as its ``__cause__``), or ``RollbackTimeoutError``.
         """
 
-    def resources_for(self, step: BaseStep) -> StepResources:
-        """The step's resolved resources and policies (rollback timeout and retries included)."""
-        return declared_resources(step)
+    def resources_for(self, step: BaseStep[Any]) -> StepResources:
+        """The step's resolved resources and policies (rollback timeout and retries included).
 
-    def never_started(self, step: BaseStep) -> bool:
+        Without a config: the step's declaration over the built-in defaults.
+        """
+        return resolve(declared_resources(step))
+
+    def never_started(self, step: BaseStep[Any]) -> bool:
         """True when the step was stopped before it began (queued): there is nothing to roll back."""
         return False
 

@@ -14,24 +14,20 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from synapse_steps.errors import StepsError
+from synapse_steps.resources import StepResources
 
 ProgressSink = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
 class ShardOptions:
-    """Per-shard resources (used on Ray) and the bound on shards in flight at once."""
+    """One ``ctx.map`` call: each shard's resolved resources (used on Ray), and the bound on shards in flight."""
 
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
-    memory: int | None = None
-    resources: dict[str, float] = field(default_factory=dict)
-    accelerator_type: str | None = None
-    max_retries: int = 0
+    resources: StepResources
     max_in_flight: int | None = None
 
     def __post_init__(self) -> None:
@@ -57,6 +53,7 @@ class ShardFailedError(StepsError, RuntimeError):
 
 
 def shard_failure(index: int, total: int, exc: BaseException, completed: dict[int, Any]) -> ShardFailedError:
+    """The error a failed shard raises, naming it and counting the shards that completed before it."""
     return ShardFailedError(
         f"shard {index} of {total} failed: {type(exc).__name__}: {exc} ({len(completed)} shard(s) completed)",
         index,

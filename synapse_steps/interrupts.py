@@ -54,6 +54,7 @@ class InterruptGuard:
 
     @property
     def reason(self) -> str:
+        """Why the run stopped, for its result and messages: the first signal received."""
         return f"received signal {self.signals[0]}" if self.signals else "interrupted"
 
     def unwinding(self) -> None:
@@ -117,6 +118,7 @@ class InterruptGuard:
                 signal.signal(signum, self._handle)
 
     def restore(self) -> None:
+        """Put back the signal handlers that were installed before this run."""
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous.clear()

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from synapse_steps import interrupts
 from synapse_steps.attempt import run_execute
 from synapse_steps.context import BaseStepContext
 from synapse_steps.errors import RollbackTimeoutError
 from synapse_steps.executor import StepExecutor
-from synapse_steps.resources import StepResources
+from synapse_steps.resources import DEFAULT_ROLLBACK_TIMEOUT_S, StepResources
 from synapse_steps.result import StepResult
-from synapse_steps.step import BaseStep, declared_resources, rollback
+from synapse_steps.step import BaseStep, rollback
 
 if TYPE_CHECKING:
     from synapse_steps.config import ExecutorConfig
@@ -37,20 +38,33 @@ class LocalExecutor(StepExecutor):
         """The configuration this executor was built from (journaled with a run), if any."""
         return self._config
 
-    def resources_for(self, step: BaseStep) -> StepResources:
-        return self._config.resources_for(step) if self._config is not None else declared_resources(step)
+    def open(self, context: BaseStepContext, steps: Sequence[BaseStep[Any]]) -> None:
+        """Refuse config overrides for steps the run lacks, and bad declarations, before any step starts.
 
-    def execute(self, step: BaseStep, context: BaseStepContext) -> StepResult:
+        Otherwise a bad ``resources`` declaration would only surface in the middle of a
+        rollback, the first time the in-process run reads it.
+        """
+        if self._config is not None:
+            self._config.check_step_names([s.name for s in steps])
+        for step in steps:
+            self.resources_for(step)
+
+    def resources_for(self, step: BaseStep[Any]) -> StepResources:
+        """The config's layered resources for the step; only the rollback limits apply in-process."""
+        return self._config.resources_for(step) if self._config is not None else super().resources_for(step)
+
+    def execute(self, step: BaseStep[Any], context: BaseStepContext) -> StepResult:
+        """Run ``execute`` in this thread; an exception becomes a failed result with its traceback."""
         return run_execute(step, context)
 
-    def rollback(self, step: BaseStep, context: BaseStepContext, result: StepResult) -> None:
+    def rollback(self, step: BaseStep[Any], context: BaseStepContext, result: StepResult) -> None:
         """Run the rollback on a helper thread so it is bounded by ``rollback_timeout_s``.
 
         The caller's thread waits in short joins, so signals stay handled. A thread
         cannot be killed: a rollback past its limit is reported as failed and may go
         on running in the background (on Ray it is stopped).
         """
-        limit = self.resources_for(step).rollback_timeout_s
+        limit = self.resources_for(step).rollback_timeout_s or DEFAULT_ROLLBACK_TIMEOUT_S
         raised: list[BaseException] = []
 
         def run() -> None:

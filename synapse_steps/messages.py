@@ -46,20 +46,24 @@ class MessageCode(str, Enum):
     """
 
     def __new__(cls, template: str, level: str = "info") -> MessageCode:
+        """Members are declared as ``(template, level)``; the member itself compares equal to its template."""
         member = str.__new__(cls, template)
         member._value_ = (template, level_name(level))
         return member
 
     @property
     def template(self) -> str:
+        """The message text with ``{placeholders}`` for ``resolve_message``."""
         return str(self.value[0])
 
     @property
     def level(self) -> str:
+        """The message's level name (``info``, ``success``, ``warning``, ...)."""
         return str(self.value[1])
 
     @property
     def key(self) -> str:
+        """The member's name, reported with the message so consumers can match on it instead of the text."""
         return self.name
 
 

@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from os import PathLike
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from synapse_steps.config import ExecutorConfig, build_executor, load_config
+from synapse_steps.config import ExecutorConfig, load_config
 from synapse_steps.context import BaseStepContext
 from synapse_steps.context_state import write_state
 from synapse_steps.errors import CallbackError, RollbackIncompleteError, StepFailedError
 from synapse_steps.executor import StepExecutor
+from synapse_steps.executor_factory import build_executor
 from synapse_steps.interrupts import InterruptGuard, RollbackAbandoned, guarded_run
-from synapse_steps.local_executor import LocalExecutor
 from synapse_steps.progress import ProgressCallback, WeightedProgress, validate_weights
 from synapse_steps.registry import StepRegistry
 from synapse_steps.result import StepResult
@@ -135,7 +135,7 @@ class Orchestrator(Generic[C]):
         variables alone, so ``SYNAPSE_STEPS_EXECUTOR=ray`` moves a run onto Ray.
         """
         settings = config if isinstance(config, ExecutorConfig) else load_config(config)
-        executor = build_executor(settings, registry.get_step_names())
+        executor = build_executor(settings)
         return cls(registry, context, progress_callback, before_step, executor=executor, journal=settings.journal or False)
 
     def _default_executor(self) -> StepExecutor:
@@ -144,21 +144,21 @@ class Orchestrator(Generic[C]):
         So the seed's plain ``Orchestrator(registry, context)`` moves onto Ray by
         setting one environment variable, like an action's ``run()``.
         """
-        config = load_config()
-        if config.executor == "local":
-            return LocalExecutor(config)
-        return build_executor(config, self._registry.get_step_names())
+        return build_executor(load_config())
 
     @property
     def registry(self) -> StepRegistry[C]:
+        """The steps this orchestrator runs, in order."""
         return self._registry
 
     @property
     def context(self) -> C:
+        """The shared context the steps read and write; after a run it holds the final state."""
         return self._context
 
     @property
     def executor(self) -> StepExecutor:
+        """Where the steps run: the one passed in, the config's, or the default for this orchestrator."""
         return self._executor
 
     @property
@@ -554,7 +554,7 @@ class Orchestrator(Generic[C]):
         self._lifecycle(step.name, "rollback_started")
         if self._recorder is not None:
             self._recorder.rollback_started(step.name)
-        tries = 1 + self._executor.resources_for(step).rollback_retries
+        tries = 1 + (self._executor.resources_for(step).rollback_retries or 0)
         started = time.monotonic()
         last: Exception | None = None
         try:

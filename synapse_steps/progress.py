@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from synapse_steps.errors import StepDefinitionError
 from synapse_steps.step import BaseStep
@@ -12,7 +13,7 @@ from synapse_steps.step import BaseStep
 ProgressCallback = Callable[[int, int], None]
 
 
-def validate_weights(steps: Sequence[BaseStep]) -> list[float]:
+def validate_weights(steps: Sequence[BaseStep[Any]]) -> list[float]:
     """Each step's weight, or StepDefinitionError naming the step whose weight is bad."""
     weights: list[float] = []
     for step in steps:
@@ -52,9 +53,11 @@ class WeightedProgress:
 
     @property
     def overall(self) -> float:
+        """Overall progress, 0..1, weighted by each step's ``progress_weight``."""
         return self._overall
 
     def begin(self, order: int) -> None:
+        """Mark the step at position ``order`` as running: its own progress now moves the overall value."""
         self._running = order
 
     def update(self, order: int, current: float, total: float) -> None:

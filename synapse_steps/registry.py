@@ -28,25 +28,46 @@ class StepRegistry(Generic[C]):
         self._steps: list[BaseStep[C]] = []
 
     def register(self, step: BaseStep[C]) -> None:
+        """Append a step to the end of the run.
+
+        Raises:
+            StepDefinitionError: ``step`` does not meet the step protocol, its name is empty, or the name is taken.
+        """
         self._insert(len(self._steps), step)
 
     def unregister(self, name: str) -> None:
+        """Remove the step named ``name``; removing a name that is not registered does nothing."""
         self._steps = [s for s in self._steps if s.name != name]
 
     def insert_before(self, before_name: str, step: BaseStep[C]) -> None:
+        """Insert ``step`` just before the step named ``before_name``.
+
+        Raises:
+            UnknownStepError: no step is named ``before_name``.
+            StepDefinitionError: as for ``register``.
+        """
         self._insert(self._index_of(before_name), step)
 
     def insert_after(self, after_name: str, step: BaseStep[C]) -> None:
+        """Insert ``step`` just after the step named ``after_name``.
+
+        Raises:
+            UnknownStepError: no step is named ``after_name``.
+            StepDefinitionError: as for ``register``.
+        """
         self._insert(self._index_of(after_name) + 1, step)
 
     def get_steps(self) -> list[BaseStep[C]]:
+        """The steps in execution order (a copy: changing it does not change the registry)."""
         return list(self._steps)
 
     def get_step_names(self) -> list[str]:
+        """The step names in execution order."""
         return [s.name for s in self._steps]
 
     @property
     def total_weight(self) -> float:
+        """The sum of the steps' ``progress_weight``: each step's share of overall progress is its weight over this."""
         return sum(s.progress_weight for s in self._steps)
 
     def get_step_proportions(self) -> dict[str, int]:

@@ -1,98 +1,119 @@
-"""What a step asks of the machine it runs on; ignored in-process, used by Ray."""
+"""What a step asks of the machine it runs on: one model for every layer, merged in one place.
+
+Each layer is a ``StepResources`` in which ``None`` means "not set here"; a layer is
+validated once, when it is made (in code, or by the config's model when the file is
+read). ``resolve`` merges layers, lowest first, over ``BUILT_IN``:
+
+- a step: built-in defaults < config ``defaults`` < what the step declares in
+  ``resources`` < config ``steps.NAME`` (``ExecutorConfig.resources_for``);
+- a ``ctx.map`` shard: built-in defaults < the call's arguments. A shard does not
+  inherit its step's resources: a shard asking for the GPU its own step holds would
+  wait for it forever.
+
+Resources are used on Ray and ignored in-process, except the rollback policy
+(``rollback_timeout_s``, ``rollback_retries``), which both executors apply.
+"""
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 # A rollback that has not finished after this long is stopped and recorded as failed.
 DEFAULT_ROLLBACK_TIMEOUT_S = 300.0
 
 
-class _Unset:
-    """Marks a field the caller did not pass, so a declaration equal to a default still counts."""
+class StepResources(BaseModel):
+    """Resources, retries and time limits for a step (or a shard); unset fields are ``None``.
 
-    def __repr__(self) -> str:
-        return "<default>"
+    A step's ``resources`` property returns one; the fields it passes are what it
+    declares, and only those override the config file's ``defaults`` (``steps.NAME``
+    in the file overrides them in turn). Values not set anywhere come from
+    ``BUILT_IN``, which suits a step with side effects: one CPU, no GPU, no retries
+    (a retried upload uploads twice), no time limit, rollbacks stopped after
+    ``DEFAULT_ROLLBACK_TIMEOUT_S`` and not retried.
 
+    ``retry_exceptions`` is ``True`` (retry any exception) or a tuple of exception
+    classes that Ray may retry, up to ``max_retries`` times (crashes are always
+    retried; -1 retries forever). ``timeout_s`` bounds the whole step including
+    queueing, so a step that asks for resources no node has fails instead of waiting
+    forever; it does not bound the rollback: ``rollback_timeout_s`` does, counted
+    from the rollback's start, and a rollback that raises or crashes is run up to
+    ``rollback_retries`` more times.
 
-_UNSET: Any = _Unset()
+    Raises:
+        ValueError: a value out of range (negative, zero where a positive number is
+            needed, ``inf`` or ``nan``) or an unknown field, in one line naming it.
 
-
-def _default(value: Any = None, *, factory: Any = None) -> Any:
-    """A field whose real default (``value``, or ``factory()``) is filled in by ``__post_init__``."""
-    return field(default=_UNSET, metadata={"default": value, "factory": factory})
-
-
-@dataclass(frozen=True)
-class StepResources:
-    """Resources, retries and time limit for one step.
-
-    Defaults suit a step with side effects: one CPU, no GPU, no retries (a retried
-    upload uploads twice), no time limit. ``retry_exceptions`` is ``False``, ``True``
-    or a tuple of exception classes that may be retried. ``timeout_s`` bounds the
-    whole step including queueing, so a step that asks for resources no node has
-    fails instead of waiting forever. It does not bound the step's rollback:
-    ``rollback_timeout_s`` does (default ``DEFAULT_ROLLBACK_TIMEOUT_S``, counted from the
-    rollback's start), and a rollback that raises or crashes is tried again up to
-    ``rollback_retries`` times.
-
-    The fields passed explicitly, even at their default value, are what the step
-    declares (``declared()``): only those override the config file's ``defaults``.
+    Example:
+        >>> StepResources(num_gpus=1, timeout_s=3600).declared()
+        {'num_gpus': 1.0, 'timeout_s': 3600.0}
     """
 
-    num_cpus: float = _default(1.0)
-    num_gpus: float = _default(0.0)
-    memory: int | None = _default(None)
-    resources: dict[str, float] = _default(factory=dict)  # noqa: RUF009 - returns a dataclasses.field
-    accelerator_type: str | None = _default(None)
-    max_retries: int = _default(0)
-    retry_exceptions: bool | tuple[type[BaseException], ...] = _default(False)
-    timeout_s: float | None = _default(None)
-    rollback_timeout_s: float = _default(DEFAULT_ROLLBACK_TIMEOUT_S)
-    rollback_retries: int = _default(0)
-    _explicit: frozenset[str] = field(default=frozenset(), init=False, repr=False, compare=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)  # .inf would fail later, in Ray
 
-    def __post_init__(self) -> None:
-        given: set[str] = set()
-        for spec in fields(self):
-            if not spec.init:
-                continue
-            if getattr(self, spec.name) is _UNSET:
-                factory = spec.metadata["factory"]
-                object.__setattr__(self, spec.name, factory() if factory else spec.metadata["default"])
-            else:
-                given.add(spec.name)
-        object.__setattr__(self, "_explicit", frozenset(given))
-        for name in ("num_cpus", "num_gpus"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if self.memory is not None and self.memory <= 0:
-            raise ValueError(f"memory must be a positive number of bytes, got {self.memory!r}")
-        for key, amount in self.resources.items():
-            if not math.isfinite(amount) or amount < 0:
-                raise ValueError(f"resources[{key!r}] must be a finite number >= 0, got {amount!r}")
-        if self.max_retries < -1:
-            raise ValueError(f"max_retries must be >= 0 (or -1 for unlimited), got {self.max_retries!r}")
-        if self.timeout_s is not None and not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
-            raise ValueError(f"timeout_s must be a positive number of seconds, got {self.timeout_s!r}")
-        if not (math.isfinite(self.rollback_timeout_s) and self.rollback_timeout_s > 0):
-            raise ValueError(
-                f"rollback_timeout_s must be a positive number of seconds, got {self.rollback_timeout_s!r}"
-            )
-        if self.rollback_retries < 0:
-            raise ValueError(f"rollback_retries must be >= 0, got {self.rollback_retries!r}")
+    num_cpus: float | None = Field(None, ge=0, description="CPUs reserved for the step's task (default 1).")
+    num_gpus: float | None = Field(None, ge=0, description="GPUs reserved; the step lands on a GPU node (default 0).")
+    memory: int | None = Field(None, gt=0, description="Bytes of memory reserved for the task.")
+    resources: dict[str, Annotated[float, Field(ge=0)]] | None = Field(
+        None, description="Custom Ray resources, e.g. {'trainer': 1}."
+    )
+    accelerator_type: str | None = Field(None, description="Ray accelerator type, e.g. 'A100'.")
+    max_retries: int | None = Field(None, ge=-1, description="Re-runs after a worker crash (default 0; -1: no limit).")
+    retry_exceptions: bool | tuple[type[BaseException], ...] | None = Field(
+        None, description="Exceptions retried like crashes: true (any) or exception classes (default: none)."
+    )
+    timeout_s: float | None = Field(None, gt=0, description="Wall-clock limit for the step, queueing included.")
+    rollback_timeout_s: float | None = Field(
+        None, gt=0, description="Wall-clock limit for the step's rollback (default 300 s), separate from timeout_s."
+    )
+    rollback_retries: int | None = Field(
+        None, ge=0, description="Re-runs of a rollback that raised, crashed or timed out (default 0)."
+    )
 
-    def merged(self, overrides: dict[str, Any]) -> StepResources:
-        """A copy with the given fields replaced (None values are ignored); they count as explicit."""
-        changes = {k: v for k, v in overrides.items() if v is not None}
-        copy = replace(self, **changes)  # replace() passes every field, so set ``_explicit`` here
-        object.__setattr__(copy, "_explicit", self._explicit | changes.keys())
-        return copy
+    def __init__(self, **values: Any) -> None:
+        """Validate the layer; an error is one line naming each bad field (not pydantic's multi-line report)."""
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ValueError(f"invalid StepResources: {describe_errors(exc)}") from None
 
     def declared(self) -> dict[str, Any]:
-        """The fields the caller passed explicitly, with their values."""
-        return {name: getattr(self, name) for name in self._explicit}
+        """The fields this layer sets (not ``None``), with their values: what it overrides."""
+        return {name: value for name, value in self if value is not None}
+
+    def over(self, base: StepResources) -> StepResources:
+        """``base`` with the fields this layer sets replaced; both are validated already."""
+        return base.model_copy(update=self.declared())
+
+
+# Every field that has a default, at its default: the lowest layer of every merge.
+BUILT_IN = StepResources(
+    num_cpus=1.0,
+    num_gpus=0.0,
+    resources={},
+    max_retries=0,
+    retry_exceptions=False,
+    rollback_timeout_s=DEFAULT_ROLLBACK_TIMEOUT_S,
+    rollback_retries=0,
+)
+
+
+def resolve(*layers: StepResources | None) -> StepResources:
+    """Merge ``layers`` (lowest first; ``None`` skipped) over ``BUILT_IN``.
+
+    The result sets every field that has a default, so ``num_cpus``, ``num_gpus``,
+    ``resources``, ``max_retries``, ``retry_exceptions``, ``rollback_timeout_s`` and
+    ``rollback_retries`` are never ``None`` on it. Its ``resources`` dict is its own.
+    """
+    merged = BUILT_IN
+    for layer in layers:
+        if layer is not None:
+            merged = layer.over(merged)
+    return merged.model_copy(update={"resources": dict(merged.resources or {})})
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """Pydantic's errors as ``field: message`` pairs on one line, e.g. ``num_gpus: Input should be ...``."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())

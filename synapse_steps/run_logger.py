@@ -32,9 +32,11 @@ class RunLogger:
         self._order = order if step is not None else None
 
     def get_step(self) -> str | None:
+        """The step this logger's messages are attributed to, or None outside a step."""
         return self._step
 
     def get_step_order(self) -> int | None:
+        """The 0-based position of that step in the run, or None outside a step."""
         return self._order
 
     def log(
@@ -51,15 +53,19 @@ class RunLogger:
             self._runtime.log(event, dict(data), file, level=level_name(level), step=where)
 
     def info(self, message: str) -> None:
+        """Send an info message for the current step to the run's reporters."""
         self._runtime.emit_message(str(message), "info", self._step)
 
     def warning(self, message: str) -> None:
+        """Send a warning for the current step to the run's reporters."""
         self._runtime.emit_message(str(message), "warning", self._step)
 
     def error(self, message: str) -> None:
+        """Send an error message for the current step; it does not fail the step (raise for that)."""
         self._runtime.emit_message(str(message), "error", self._step)
 
     def critical(self, message: str) -> None:
+        """Send a critical message for the current step; it does not fail the step (raise for that)."""
         self._runtime.emit_message(str(message), "critical", self._step)
 
     def debug(self, message: str) -> None:
@@ -71,15 +77,22 @@ class RunLogger:
         self._runtime.set_progress(current, total, step if step is not None else self._step)
 
     def set_metrics(self, value: Mapping[str, Any], step: str | None = None) -> None:
+        """Replace the metrics of ``step`` (default: the current step).
+
+        Raises:
+            ValueError: no step was given and none is running.
+        """
         where = step if step is not None else self._step
         if not where:
             raise ValueError("step must be specified or set via set_step()")
         self._runtime.set_metrics(dict(value), where)
 
     def log_metric(self, category: str, key: str, value: float, **metrics: Any) -> None:
+        """Record one metric value under ``category``/``key``, with extra fields kept beside it."""
         self._runtime.log_metric(category, key, value, **metrics)
 
     def get_metrics(self, step: str | None = None) -> dict[str, Any]:
+        """The metrics of ``step``, or of every step keyed by name; copies, safe to mutate."""
         if step:
             return dict(self._runtime.metrics.get(step, {}))
         return {str(k): dict(v) for k, v in self._runtime.metrics.items()}

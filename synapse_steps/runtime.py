@@ -122,6 +122,7 @@ class RuntimeContext:
     def log(
         self, event: str, data: dict[str, Any], file: str | None = None, level: Any = "info", *, step: str | None = None
     ) -> None:
+        """Record a structured event; ``step`` defaults to the running step so workers and threads attribute it right."""
         where = step if step is not None else self.current_step
         self._emit(RuntimeEvent("event", where, dict(data), name=event, level=level_name(level), file=file))
 
@@ -132,6 +133,7 @@ class RuntimeContext:
         self._emit(RuntimeEvent("progress", step or category, {"current": current, "total": total}))
 
     def set_metrics(self, value: dict[str, Any], category: str | None = None, *, step: str | None = None) -> None:
+        """Replace a step's metrics; ``category`` is the seed's positional name for the step."""
         where = step or category or self.current_step
         self._emit(RuntimeEvent("metrics", where, dict(value)))
 
@@ -156,6 +158,7 @@ class RuntimeContext:
         self.emit_message(text, resolved_level, step if step is not None else self.current_step, key)
 
     def emit_message(self, text: str, level: str = "info", step: str | None = None, key: str | None = None) -> None:
+        """Send a user-facing message; ``key`` names a ``MessageCode`` member so consumers need not parse text."""
         data: dict[str, Any] = {"message": text}
         if key is not None:
             data["key"] = key

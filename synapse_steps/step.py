@@ -29,12 +29,15 @@ class StepProtocol(Protocol):
     """
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """Unique within a registry; the key of config overrides, results and journal entries."""
 
     @property
-    def progress_weight(self) -> float: ...
+    def progress_weight(self) -> float:
+        """Relative share of overall progress (the weights need not sum to 1)."""
 
-    def execute(self, context: Any) -> Any: ...
+    def execute(self, context: Any) -> Any:
+        """Do the step's work; return a result (``success=False`` or an exception fails the run)."""
 
 
 class BaseStep(ABC, Generic[C]):
@@ -56,11 +59,13 @@ class BaseStep(ABC, Generic[C]):
 
     @property
     @abstractmethod
-    def name(self) -> str: ...
+    def name(self) -> str:
+        """Unique within a registry; the key of config overrides (``steps.NAME``), results and journal entries."""
 
     @property
     @abstractmethod
-    def progress_weight(self) -> float: ...
+    def progress_weight(self) -> float:
+        """Relative share of overall progress; a step's share is its weight over the registry's total."""
 
     @property
     def progress_proportion(self) -> int:
@@ -69,12 +74,23 @@ class BaseStep(ABC, Generic[C]):
 
     @property
     def resources(self) -> StepResources:
+        """What this step declares it needs; nothing by default (the built-in defaults apply).
+
+        Only the fields passed to ``StepResources(...)`` count as declared: they override the
+        config's ``defaults``, and the config's ``steps.NAME`` overrides them.
+        """
         return StepResources()
 
     @abstractmethod
-    def execute(self, context: C) -> StepResult: ...
+    def execute(self, context: C) -> StepResult:
+        """Do the step's work against the shared context.
+
+        Return ``StepResult(success=False, error=...)`` or raise to fail the run; the steps
+        that ran are then rolled back in reverse order, this one included.
+        """
 
     def can_skip(self, context: C) -> bool:
+        """Return True to skip the step for this context (it is then neither run nor rolled back)."""
         return False
 
     def rollback(self, context: C, result: StepResult) -> None:
@@ -101,10 +117,11 @@ def rollback(step: Any, context: Any, result: Any) -> None:
 
 
 def progress_proportion(step: Any) -> int:
+    """``step.progress_proportion``, or 0 for a step without one."""
     return getattr(step, "progress_proportion", 0) or 0
 
 
 def declared_resources(step: Any) -> StepResources:
-    """The step's ``resources``, or the defaults; anything else is a definition error."""
+    """The step's ``resources`` layer, or an empty one for a step without it."""
     declared = getattr(step, "resources", None)
     return declared if isinstance(declared, StepResources) else StepResources()

@@ -51,6 +51,7 @@ class LoggingStep(_Wrapper[C]):
     prefix = "logged_"
 
     def execute(self, context: C) -> StepResult:
+        """Run the wrapped step between ``step_start`` and ``step_end`` log events that carry its duration."""
         step_name = self._wrapped.name
         context.log("step_start", {"step": step_name})
         start = time.perf_counter()
@@ -63,6 +64,7 @@ class LoggingStep(_Wrapper[C]):
         return result  # type: ignore[no-any-return]
 
     def rollback(self, context: C, result: StepResult) -> None:
+        """Log the rollback, then roll back the wrapped step."""
         context.log("step_rollback", {"step": self._wrapped.name})
         super().rollback(context, result)
 
@@ -73,6 +75,7 @@ class TimingStep(_Wrapper[C]):
     prefix = "timed_"
 
     def execute(self, context: C) -> StepResult:
+        """Run the wrapped step and add ``duration_seconds`` to its result's data."""
         start = time.perf_counter()
         result = self._wrapped.execute(context)
         result.data["duration_seconds"] = round(time.perf_counter() - start, 6)
@@ -98,12 +101,15 @@ class ValidationStep(BaseStep[C], Generic[C]):
 
     @property
     def name(self) -> str:
+        """The name given at construction."""
         return self._name
 
     @property
     def progress_weight(self) -> float:
+        """The weight given at construction (0 by default: validation takes no share of progress)."""
         return self._progress_weight
 
     def execute(self, context: C) -> StepResult:
+        """Fail the run with the validator's message when it returns ``(False, message)``."""
         is_valid, error = self._validator(context)
         return StepResult(success=True) if is_valid else StepResult(success=False, error=error)

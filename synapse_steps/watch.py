@@ -28,12 +28,23 @@ if TYPE_CHECKING:
 class Reporter(Protocol):
     """Where a run's events go. Values are JSON-ready; ``timestamp`` fields are UTC datetimes."""
 
-    def start(self, info: dict[str, Any]) -> None: ...
-    def progress(self, fraction: float, step: str | None) -> None: ...
-    def step_progress(self, step: str, current: float, total: float) -> None: ...
-    def step(self, entry: dict[str, Any]) -> None: ...
-    def runtime_event(self, event: dict[str, Any]) -> None: ...
-    def end(self, exit_code: int, summary: dict[str, Any] | None, error: str | None) -> None: ...
+    def start(self, info: dict[str, Any]) -> None:
+        """The run starts: action, executor, run id, params and the steps with their weights."""
+
+    def progress(self, fraction: float, step: str | None) -> None:
+        """Overall progress changed (``fraction`` 0..1); ``step`` is the running step."""
+
+    def step_progress(self, step: str, current: float, total: float) -> None:
+        """The running step's own progress changed."""
+
+    def step(self, entry: dict[str, Any]) -> None:
+        """A step's status or rollback state changed."""
+
+    def runtime_event(self, event: dict[str, Any]) -> None:
+        """A step sent a message, metrics or a log event."""
+
+    def end(self, exit_code: int, summary: dict[str, Any] | None, error: str | None) -> None:
+        """The run ended with ``exit_code``; ``summary`` is None when it never started (``error`` says why)."""
 
 
 @dataclass
@@ -53,10 +64,12 @@ class RunWatcher:
     _seen: dict[str, tuple[str, str | None]] = field(default_factory=dict)
 
     def before_step(self, name: str, ctx: Any) -> None:
+        """The orchestrator's hook before each step: report the step as running."""
         self.steps_started += 1
         self.sync()
 
     def on_progress(self, current: int, total: int) -> None:
+        """The seed's progress callback: report overall progress, then call the user's callback."""
         orchestrator = self._orchestrator()
         self.sync()
         self.reporter.progress(round(orchestrator.progress, 4), orchestrator.context.current_step)
@@ -64,6 +77,7 @@ class RunWatcher:
             self.user_callback(current, total)
 
     def on_event(self, event: RuntimeEvent) -> None:
+        """Turn a runtime event into the matching reporter call."""
         orchestrator = self._orchestrator()
         step = event.step or orchestrator.context.current_step
         common = {"step": step, "timestamp": event.timestamp}
@@ -105,6 +119,7 @@ class RunWatcher:
                 self.reporter.step(self.entry(record))
 
     def entry(self, record: StepRecord) -> dict[str, Any]:
+        """The reporter's ``step`` entry for a record: status, rollback state, node, duration, error."""
         orchestrator = self._orchestrator()
         nodes = getattr(orchestrator.executor, "step_nodes", None)
         if record.status in ("pending", "skipped"):
@@ -130,7 +145,7 @@ class RunWatcher:
         """The step's result: results are appended in step order, one per finished step."""
         orchestrator = self._orchestrator()
         finished = [r for r in orchestrator.records if r.status not in ("pending", "running")]
-        results = orchestrator.context.step_results
+        results: list[StepResult] = orchestrator.context.step_results
         if record not in finished or finished.index(record) >= len(results):
             return None
         return results[finished.index(record)]
@@ -140,7 +155,7 @@ class RunWatcher:
         return self.orchestrator
 
 
-def start_info(action: BaseAction, orchestrator: Orchestrator[Any], target: str | None) -> dict[str, Any]:
+def start_info(action: BaseAction[Any, Any], orchestrator: Orchestrator[Any], target: str | None) -> dict[str, Any]:
     """What a reporter's ``start`` gets: the action, executor, run id, params and steps."""
     return {
         "target": target,
@@ -153,7 +168,7 @@ def start_info(action: BaseAction, orchestrator: Orchestrator[Any], target: str 
 
 
 def watch_run(
-    action: BaseAction,
+    action: BaseAction[Any, Any],
     reporter: Reporter,
     *,
     target: str | None = None,

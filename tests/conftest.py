@@ -2,6 +2,10 @@
 
 Tests that must behave identically everywhere take ``make_executor`` and run once
 per executor ("local", "ray"), like CPython's executor test mixins.
+
+The ``ray`` marker goes on every test that starts or uses Ray: here, on those that take
+a fixture in ``RAY_FIXTURES``, or the "ray" ``make_executor`` or ``executor`` parameter; modules whose every test
+needs Ray, and tests that start it in a subprocess, mark themselves.
 """
 
 from __future__ import annotations
@@ -19,6 +23,28 @@ if TYPE_CHECKING:
     from ray.cluster_utils import Cluster
 
 pytest_plugins = ["tests.ray_head"]  # the `cluster` fixture: a `ray start --head` with its dashboard
+
+# Fixtures that start or connect Ray (all but ray_session are modules' own clusters).
+RAY_FIXTURES = frozenset({"ray_session", "cluster", "gpu_cluster", "external_head"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that use Ray through their fixtures, so ``-m "not ray"`` leaves them out."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        on_ray_executor = "ray" in (params.get("make_executor"), params.get("executor"))
+        if on_ray_executor or RAY_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.ray)
+
+
+@pytest.fixture
+def clean_synapse_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only what a test sets may come from ``SYNAPSE_STEPS_*`` environment variables."""
+    for name in list(os.environ):
+        if name.startswith("SYNAPSE_STEPS_"):
+            monkeypatch.delenv(name)
+
 
 RAY_TEMP_DIR = os.path.join(tempfile.gettempdir(), f"ss-{os.getpid()}")  # AF_UNIX paths must stay short
 

@@ -69,7 +69,7 @@ def cluster() -> Iterator[dict[str, str]]:
          f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={_free_port()}",
          f"--ray-client-server-port={_free_port()}", "--num-cpus=2", f"--temp-dir={temp_dir}"],
         env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        preexec_fn=_sigint_default,  # noqa: PLW1509 - a signal reset only: takes no lock
+        preexec_fn=_sigint_default,
     )
     url = f"http://127.0.0.1:{dashboard}"
     token_file = Path.home() / ".ray" / "auth_token"  # Ray's default: `ray start` writes it if missing

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from synapse_steps import BaseStep, BaseStepContext, StepResult
+from synapse_steps import BaseStep, BaseStepContext, RuntimeContext, StepRegistry, StepResult
 
 
 @dataclass
@@ -67,3 +67,32 @@ class KitStep(BaseStep[KitContext]):
         ctx.values.setdefault("rollback_results", []).append((self._name, result.success, result.rollback_data))
         if self._rollback_fails:
             raise OSError(f"{self._name} rollback broke")
+
+
+def registry_of(*steps: BaseStep[Any] | str) -> StepRegistry[Any]:
+    """A registry of ``steps`` in order; a name stands for ``KitStep(name)``."""
+    registry: StepRegistry[Any] = StepRegistry()
+    for step in steps:
+        registry.register(KitStep(step) if isinstance(step, str) else step)
+    return registry
+
+
+def new_ctx(job_id: str = "kit") -> KitContext:
+    """A fresh ``KitContext`` with its own runtime context."""
+    return KitContext(runtime_ctx=RuntimeContext(job_id=job_id))
+
+
+def alive_run_actors() -> list[str]:
+    """Names of the runs' context actors alive in the connected Ray, sorted.
+
+    Through Ray's public ``list_named_actors``: ``ray.util.state`` would need the
+    dashboard, which the tests' Ray does not start. A killed actor's name is gone at once.
+    """
+    import ray
+
+    return sorted(
+        actor["name"]
+        for actor in ray.util.list_named_actors(all_namespaces=True)
+        if actor["name"].startswith("synapse-steps-run-")
+    )
+

@@ -227,7 +227,7 @@ def test_upload_action_success():
     assert action.run() == {"success": True, "steps_executed": 3, "steps_total": 3}
     assert isinstance(action.context, UploadContext)
     assert action.context.uploaded_files == ["a.txt", "b.txt"]
-    assert REMOTE == {"a.txt", "b.txt"}
+    assert {"a.txt", "b.txt"} == REMOTE
 
 
 def test_upload_action_failure_rolls_back_and_context_stays_readable():
@@ -236,7 +236,7 @@ def test_upload_action_failure_rolls_back_and_context_stays_readable():
     with pytest.raises(StepFailedError, match="catalog refused the files") as info:
         action.run()
     assert info.value.step_name == "register"
-    assert REMOTE == set()
+    assert set() == REMOTE
     assert action.context.files == ["a.txt", "b.txt"]
     assert action.context.uploaded_files == []
 

@@ -32,9 +32,9 @@ import yaml
 
 pytest.importorskip("ray", reason='cluster.yaml is validated by Ray: pip install "synapse-steps[ray]"')
 
-import jsonschema  # noqa: E402  (a dependency of ray itself)
-from packaging.requirements import Requirement  # noqa: E402  (a dependency of ray itself)
-from ray.autoscaler._private.util import prepare_config, validate_config  # noqa: E402
+import jsonschema
+from packaging.requirements import Requirement
+from ray.autoscaler._private.util import prepare_config, validate_config
 
 CLUSTER_YAML = Path(__file__).resolve().parents[1] / "cluster.yaml"
 

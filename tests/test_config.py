@@ -14,24 +14,14 @@ from synapse_steps import (
     LocalExecutor,
     Orchestrator,
     RuntimeContext,
-    StepRegistry,
-    StepResources,
     StepsError,
     UnknownStepError,
     load_config,
 )
-from synapse_steps.config import build_executor
-from tests.steps_kit import KitContext, KitStep
+from synapse_steps.executor_factory import build_executor
+from tests.steps_kit import KitContext, KitStep, registry_of
 
-pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch):
-    """Only what a test sets may come from the environment."""
-    for name in list(os.environ):
-        if name.startswith("SYNAPSE_STEPS_"):
-            monkeypatch.delenv(name)
+pytestmark = [pytest.mark.timeout(30), pytest.mark.usefixtures("clean_synapse_env")]
 
 
 YAML = """\
@@ -82,18 +72,6 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
     return path
 
 
-class ResourcefulStep(KitStep):
-    """A step that declares its own resources."""
-
-    def __init__(self, name: str, resources: StepResources) -> None:
-        super().__init__(name)
-        self._resources = resources
-
-    @property
-    def resources(self) -> StepResources:
-        return self._resources
-
-
 # --- reading files ------------------------------------------------------------------
 
 
@@ -122,7 +100,7 @@ def test_no_file_and_no_env_gives_the_local_defaults():
     assert config.executor == "local"
     assert config.ray.address is None
     assert config.steps == {}
-    assert isinstance(build_executor(config, []), LocalExecutor)
+    assert isinstance(build_executor(config), LocalExecutor)
 
 
 def test_an_empty_yaml_file_gives_the_defaults(tmp_path):
@@ -273,18 +251,14 @@ def test_a_file_without_a_mapping_is_a_config_error(tmp_path):
 # --- per-step overrides must name registered steps ----------------------------------
 
 
-def registry_of(*names: str) -> StepRegistry[KitContext]:
-    registry = StepRegistry[KitContext]()
-    for name in names:
-        registry.register(KitStep(name))
-    return registry
-
-
-def test_build_executor_rejects_an_override_for_an_unknown_step():
+def test_the_executor_rejects_an_override_for_an_unknown_step_when_it_opens():
     config = ExecutorConfig(steps={"trian": {"num_gpus": 1}})
+    executor = build_executor(config)
     with pytest.raises(UnknownStepError) as info:
-        build_executor(config, ["load", "train"])
-    assert "trian" in str(info.value)
+        executor.open(KitContext(runtime_ctx=RuntimeContext()), [KitStep("load"), KitStep("train")])
+    assert str(info.value) == (
+        "config 'steps' overrides ['trian'], but no registered step has that name; registered: ['load', 'train']"
+    )
     assert isinstance(info.value, ValueError)
 
 
@@ -316,43 +290,7 @@ def test_from_config_accepts_a_model_and_defaults_to_env(monkeypatch):
         Orchestrator.from_config(registry_of("a"), ctx)
 
 
-# --- resources_for precedence -------------------------------------------------------
-
-
-def test_resources_for_a_plain_step_are_the_builtin_defaults():
-    resources = ExecutorConfig().resources_for(KitStep("a"))
-    assert resources == StepResources()
-    assert (resources.num_cpus, resources.num_gpus, resources.max_retries, resources.timeout_s) == (1.0, 0.0, 0, None)
-
-
-def test_config_defaults_override_the_builtin_defaults():
-    config = ExecutorConfig(defaults={"num_cpus": 2, "timeout_s": 60, "max_retries": 3})
-    resources = config.resources_for(KitStep("a"))
-    assert (resources.num_cpus, resources.timeout_s, resources.max_retries) == (2, 60, 3)
-    assert resources.num_gpus == 0
-
-
-def test_step_declared_resources_override_config_defaults():
-    config = ExecutorConfig(defaults={"num_cpus": 2, "num_gpus": 0.5, "timeout_s": 60})
-    step = ResourcefulStep("train", StepResources(num_cpus=4, num_gpus=1, resources={"trainer": 1}))
-    resources = config.resources_for(step)
-    assert (resources.num_cpus, resources.num_gpus, resources.resources) == (4, 1, {"trainer": 1})
-    assert resources.timeout_s == 60  # not declared by the step: the config default stays
-
-
-def test_per_step_override_beats_what_the_step_declares():
-    config = ExecutorConfig(
-        defaults={"num_cpus": 2, "timeout_s": 60},
-        steps={"train": {"num_gpus": 2, "accelerator_type": "A100", "timeout_s": 3600}},
-    )
-    step = ResourcefulStep("train", StepResources(num_cpus=4, num_gpus=1, memory=2**30))
-    resources = config.resources_for(step)
-    assert resources.num_gpus == 2
-    assert resources.accelerator_type == "A100"
-    assert resources.timeout_s == 3600
-    assert resources.num_cpus == 4 and resources.memory == 2**30
-    other = config.resources_for(ResourcefulStep("eval", StepResources(num_gpus=1)))
-    assert (other.num_cpus, other.num_gpus, other.timeout_s, other.accelerator_type) == (2, 1, 60, None)
+# --- resources from a file (the layers themselves: tests/test_resource_layers.py) -----------
 
 
 def test_resources_from_a_file_reach_resources_for(tmp_path):

@@ -1,10 +1,9 @@
-"""Config edge cases a hostile review found: resource precedence when a step declares a
-built-in default's value, non-finite numbers, and ``ray://`` addresses."""
+"""Config edge cases a hostile review found: non-finite numbers and ``ray://`` addresses.
+
+(The resource precedence it found wrong is tested layer by layer in test_resource_layers.py.)"""
 
 from __future__ import annotations
 
-import os
-import pickle
 import socket
 import subprocess
 import sys
@@ -13,83 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from synapse_steps import ConfigError, ExecutorConfig, StepResources, load_config
-from tests.steps_kit import KitStep
+from synapse_steps import ConfigError, load_config
 
-pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith("SYNAPSE_STEPS_"):
-            monkeypatch.delenv(name)
-
-
-class Declares(KitStep):
-    def __init__(self, name: str, resources: StepResources) -> None:
-        super().__init__(name)
-        self._resources = resources
-
-    @property
-    def resources(self) -> StepResources:
-        return self._resources
-
-
-# --- precedence: built-in < config defaults < step declaration < steps.NAME --------------------
-
-
-CONFIG = ExecutorConfig(defaults={"num_cpus": 2, "max_retries": 3, "timeout_s": 60, "rollback_retries": 1})
-
-
-def test_builtin_defaults_apply_when_nothing_else_is_set() -> None:
-    resources = ExecutorConfig().resources_for(Declares("a", StepResources()))
-    assert (resources.num_cpus, resources.max_retries, resources.timeout_s, resources.rollback_retries) == (
-        1.0,
-        0,
-        None,
-        0,
-    )
-
-
-def test_config_defaults_beat_the_builtin_defaults() -> None:
-    resources = CONFIG.resources_for(Declares("a", StepResources()))
-    assert (resources.num_cpus, resources.max_retries, resources.timeout_s, resources.rollback_retries) == (
-        2,
-        3,
-        60,
-        1,
-    )
-
-
-def test_a_declaration_equal_to_the_builtin_default_beats_config_defaults() -> None:
-    step = Declares("a", StepResources(num_cpus=1.0, max_retries=0, rollback_retries=0))
-    resources = CONFIG.resources_for(step)
-    assert (resources.num_cpus, resources.max_retries, resources.rollback_retries) == (1.0, 0, 0)
-    assert resources.timeout_s == 60  # not declared: the config default stays
-
-
-def test_a_positional_declaration_counts_as_declared() -> None:
-    assert CONFIG.resources_for(Declares("a", StepResources(1.0))).num_cpus == 1.0
-
-
-def test_steps_name_beats_the_step_declaration() -> None:
-    config = ExecutorConfig(defaults={"num_cpus": 2}, steps={"a": {"num_cpus": 3, "max_retries": 0}})
-    resources = config.resources_for(Declares("a", StepResources(num_cpus=1.0, max_retries=5)))
-    assert (resources.num_cpus, resources.max_retries) == (3, 0)
-
-
-def test_what_was_declared_survives_pickling_and_merging() -> None:
-    declared = StepResources(num_cpus=1.0, resources={"trainer": 1})
-    assert pickle.loads(pickle.dumps(declared)).declared() == {"num_cpus": 1.0, "resources": {"trainer": 1}}
-    assert declared.merged({"num_gpus": 1, "memory": None}).declared() == {
-        "num_cpus": 1.0,
-        "resources": {"trainer": 1},
-        "num_gpus": 1,
-    }
-    assert StepResources().declared() == {}
-    assert StepResources(num_cpus=1.0) == StepResources()  # equality is by value, as before
-    assert StepResources().resources is not StepResources().resources
+pytestmark = [pytest.mark.timeout(60), pytest.mark.usefixtures("clean_synapse_env")]
 
 
 # --- non-finite numbers are refused at load ---------------------------------------------------

@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_gpu_check_runs_and_reports() -> None:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "gpu_check.py")], capture_output=True, text=True, timeout=240

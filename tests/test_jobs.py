@@ -96,7 +96,7 @@ def test_attach_detach_and_reattach(cluster: dict[str, str], tmp_path: Path) -> 
     attach = subprocess.Popen(
         [sys.executable, "-m", "synapse_steps.cli", "attach", run_id, "--address", cluster["url"]],
         cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        preexec_fn=_sigint_default,  # noqa: PLW1509 - a signal reset only: takes no lock
+        preexec_fn=_sigint_default,
     )
     try:
         _read_until(attach, "step 2 of 3: upload started", timeout=60)

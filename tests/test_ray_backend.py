@@ -24,44 +24,28 @@ from synapse_steps import (
     Orchestrator,
     RuntimeContext,
     StepFailedError,
-    StepRegistry,
     StepResult,
 )
 from tests.conftest import ray_config
-from tests.steps_kit import KitContext, KitStep
+from tests.steps_kit import KitContext, KitStep, alive_run_actors, registry_of
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 
-def _alive_run_actors() -> list[str]:
-    return [
-        a["Name"]
-        for a in ray._private.state.actors().values()
-        if a["Name"].startswith("synapse-steps-run-") and a["State"] != "DEAD"
-    ]
-
-
-def _registry(*steps: BaseStep) -> StepRegistry:
-    registry: StepRegistry = StepRegistry()
-    for step in steps:
-        registry.register(step)
-    return registry
-
-
 @pytest.mark.parametrize("fail", [None, "raise"])
 def test_no_context_actor_survives_the_run(fail: str | None) -> None:
-    before = _alive_run_actors()
+    before = alive_run_actors()
     ctx = KitContext(runtime_ctx=RuntimeContext())
-    orchestrator = Orchestrator(_registry(KitStep("a"), KitStep("b", fail=fail)), ctx, executor=RayExecutor(ray_config()))
+    orchestrator = Orchestrator(registry_of(KitStep("a"), KitStep("b", fail=fail)), ctx, executor=RayExecutor(ray_config()))
     if fail:
         with pytest.raises(StepFailedError):
             orchestrator.execute()
     else:
         orchestrator.execute()
     deadline = time.monotonic() + 10
-    while _alive_run_actors() != before and time.monotonic() < deadline:
+    while alive_run_actors() != before and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _alive_run_actors() == before
+    assert alive_run_actors() == before
 
 
 class SlowTicker(BaseStep[KitContext]):
@@ -83,7 +67,7 @@ class SlowTicker(BaseStep[KitContext]):
 def test_worker_progress_reaches_the_callback_while_the_step_runs() -> None:
     seen: list[tuple[float, int]] = []
     ctx = KitContext(runtime_ctx=RuntimeContext())
-    registry = _registry(KitStep("load", 0.2), SlowTicker(), KitStep("save", 0.2))
+    registry = registry_of(KitStep("load", 0.2), SlowTicker(), KitStep("save", 0.2))
     start = time.monotonic()
     Orchestrator(
         registry, ctx, lambda current, total: seen.append((time.monotonic() - start, current)),
@@ -113,7 +97,7 @@ class Chatty(BaseStep[KitContext]):
 
 def test_events_from_a_worker_arrive_in_order_and_complete() -> None:
     ctx = KitContext(runtime_ctx=RuntimeContext())
-    Orchestrator(_registry(Chatty()), ctx, executor=RayExecutor(ray_config())).execute()
+    Orchestrator(registry_of(Chatty()), ctx, executor=RayExecutor(ray_config())).execute()
     ticks = [e.data["i"] for e in ctx.runtime_ctx.events if e.name == "tick"]
     assert ticks == list(range(2000))
     assert ctx.runtime_ctx.metrics["chatty"] == {"loss": 1.0 / 2000}
@@ -153,7 +137,7 @@ class ReadArray(BaseStep[ArrayContext]):
 def test_large_fields_travel_through_the_object_store_untouched() -> None:
     ctx = ArrayContext(runtime_ctx=RuntimeContext())
     executor = RayExecutor(ray_config())
-    Orchestrator(_registry(WriteArray(), ReadArray("r1"), ReadArray("r2")), ctx, executor=executor).execute()
+    Orchestrator(registry_of(WriteArray(), ReadArray("r1"), ReadArray("r2")), ctx, executor=executor).execute()
     # Readers got a zero-copy, read-only view from the object store, not a pickled copy.
     assert ctx.seen == [("r1", False, 3_999_999), ("r2", False, 3_999_999)]
     assert isinstance(ctx.array, np.ndarray) and ctx.array.shape == (4_000_000,) and ctx.array[-1] == 3_999_999
@@ -167,7 +151,7 @@ class LockedContext(BaseStepContext):
 def test_unpicklable_context_field_is_named_before_any_step_runs() -> None:
     ran: list[str] = []
     ctx = LockedContext(runtime_ctx=RuntimeContext())
-    registry = _registry(KitStep("a"))
+    registry = registry_of(KitStep("a"))
     with pytest.raises(ContextNotSerializableError, match=r"context field 'lock'"):
         Orchestrator(registry, ctx, before_step=lambda n, c: ran.append(n), executor=RayExecutor(ray_config())).execute()
     assert ran == [] and ctx.step_results == []
@@ -190,7 +174,7 @@ def test_unpicklable_step_is_named_before_any_step_runs() -> None:
     step = SocketStep()
     try:
         with pytest.raises(ContextNotSerializableError, match=r"step 'holds-socket'"):
-            Orchestrator(_registry(KitStep("a"), step), KitContext(runtime_ctx=RuntimeContext()),
+            Orchestrator(registry_of(KitStep("a"), step), KitContext(runtime_ctx=RuntimeContext()),
                          executor=RayExecutor(ray_config())).execute()
     finally:
         step.sock.close()
@@ -198,7 +182,7 @@ def test_unpicklable_step_is_named_before_any_step_runs() -> None:
 
 def test_ray_orchestrator_has_the_orchestrator_signature_and_result() -> None:
     ctx = KitContext(runtime_ctx=RuntimeContext())
-    result = RayOrchestrator(_registry(KitStep("a"), KitStep("b", skip=True)), ctx).execute()
+    result = RayOrchestrator(registry_of(KitStep("a"), KitStep("b", skip=True)), ctx).execute()
     assert result == {"success": True, "steps_executed": 1, "steps_total": 2}
     assert [(action, name) for action, name, _ in ctx.trail] == [("execute", "a")]
     assert ctx.trail[0][2] != os.getpid()
@@ -242,7 +226,7 @@ def test_steps_from_a_module_workers_cannot_import_still_run(tmp_path: Path) -> 
             ray.get(bare.remote(outside_steps_mod.OutsideStep()), timeout=60)
 
         ctx = outside_steps_mod.OutsideContext(runtime_ctx=RuntimeContext())
-        Orchestrator(_registry(outside_steps_mod.OutsideStep()), ctx, executor=RayExecutor(ray_config())).execute()
+        Orchestrator(registry_of(outside_steps_mod.OutsideStep()), ctx, executor=RayExecutor(ray_config())).execute()
         assert len(ctx.where) == 1 and ctx.where[0] != os.getpid()
     finally:
         sys.path.remove(str(module_dir))
@@ -309,7 +293,7 @@ class CountStep(BaseStep[SlottedContext]):
 
 def test_a_slots_dataclass_context_round_trips() -> None:
     ctx = SlottedContext(runtime_ctx=RuntimeContext())
-    Orchestrator(_registry(CountStep()), ctx, executor=RayExecutor(ray_config())).execute()
+    Orchestrator(registry_of(CountStep()), ctx, executor=RayExecutor(ray_config())).execute()
     assert ctx.count == 1 and len(ctx.step_results) == 1
 
 

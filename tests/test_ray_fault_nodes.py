@@ -25,11 +25,11 @@ from synapse_steps import (
     Orchestrator,
     RuntimeContext,
     StepFailedError,
-    StepRegistry,
     StepResources,
     StepResult,
 )
 from tests.conftest import multi_node_cluster, ray_config
+from tests.steps_kit import alive_run_actors, registry_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -37,14 +37,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 def cluster() -> Iterator[Cluster]:
     """A head with 1 CPU and nothing else; tests add (and lose) their own nodes."""
     yield from multi_node_cluster({"num_cpus": 1}, [])
-
-
-def alive_run_actors() -> list[str]:
-    return sorted(
-        a["Name"]
-        for a in ray._private.state.actors().values()
-        if a["Name"].startswith("synapse-steps-run-") and a["State"] != "DEAD"
-    )
 
 
 @pytest.fixture
@@ -117,13 +109,6 @@ class NodeStep(BaseStep[NodeContext]):
     def rollback(self, ctx: NodeContext, result: StepResult) -> None:
         self._note("rollback")
         ctx.trail.append(("rollback", self._name, ray.get_runtime_context().get_node_id()))
-
-
-def registry_of(*steps: BaseStep) -> StepRegistry[NodeContext]:
-    registry: StepRegistry[NodeContext] = StepRegistry()
-    for step in steps:
-        registry.register(step)
-    return registry
 
 
 def add_node(cluster: Cluster, added: list[Any], **resources: float) -> Any:

@@ -21,11 +21,11 @@ from synapse_steps import (
     RuntimeContext,
     StepFailedError,
     StepOptions,
-    StepRegistry,
     StepResources,
     StepResult,
 )
 from tests.conftest import multi_node_cluster, ray_config
+from tests.steps_kit import registry_of
 
 pytestmark = pytest.mark.slow
 
@@ -93,16 +93,9 @@ class GpuFanOut(PlacedStep):
         return StepResult()
 
 
-def _registry(*steps: BaseStep) -> StepRegistry:
-    registry: StepRegistry = StepRegistry()
-    for step in steps:
-        registry.register(step)
-    return registry
-
-
 def test_gpu_steps_land_on_gpu_nodes_and_see_their_gpu(gpu_cluster: Cluster) -> None:
     ctx = GpuContext(runtime_ctx=RuntimeContext())
-    registry = _registry(PlacedStep("prepare"), PlacedStep("train", num_gpus=1), PlacedStep("upload"))
+    registry = registry_of(PlacedStep("prepare"), PlacedStep("train", num_gpus=1), PlacedStep("upload"))
     Orchestrator(registry, ctx, executor=RayExecutor(ray_config())).execute()
     gpu_nodes = _gpu_nodes()
     train = ctx.placements["train"]
@@ -117,14 +110,14 @@ def test_config_turns_the_gpu_off_by_step_name(gpu_cluster: Cluster) -> None:
     ctx = GpuContext(runtime_ctx=RuntimeContext())
     config = ray_config()
     config.steps["train"] = StepOptions(num_gpus=0)
-    Orchestrator(_registry(PlacedStep("train", num_gpus=1)), ctx, executor=RayExecutor(config)).execute()
+    Orchestrator(registry_of(PlacedStep("train", num_gpus=1)), ctx, executor=RayExecutor(config)).execute()
     assert ctx.placements["train"]["gpu_ids"] == []
     assert ctx.placements["train"]["node"] not in _gpu_nodes()
 
 
 def test_fan_out_over_gpus_uses_every_gpu_node(gpu_cluster: Cluster) -> None:
     ctx = GpuContext(runtime_ctx=RuntimeContext())
-    Orchestrator(_registry(GpuFanOut("fan", 6, num_gpus=1)), ctx, executor=RayExecutor(ray_config())).execute()
+    Orchestrator(registry_of(GpuFanOut("fan", 6, num_gpus=1)), ctx, executor=RayExecutor(ray_config())).execute()
     assert [s["i"] for s in ctx.shards] == list(range(6))
     assert {s["node"] for s in ctx.shards} == _gpu_nodes()
     assert all(len(s["gpu_ids"]) == 1 for s in ctx.shards)
@@ -132,7 +125,7 @@ def test_fan_out_over_gpus_uses_every_gpu_node(gpu_cluster: Cluster) -> None:
 
 def test_a_step_asking_for_more_gpus_than_any_node_has_fails_fast(gpu_cluster: Cluster) -> None:
     ctx = GpuContext(runtime_ctx=RuntimeContext())
-    registry = _registry(PlacedStep("prepare"), PlacedStep("train", num_gpus=2))
+    registry = registry_of(PlacedStep("prepare"), PlacedStep("train", num_gpus=2))
     start = time.monotonic()
     with pytest.raises(StepFailedError, match=r"'train'.*could not start within 2s.*num_gpus=2") as info:
         Orchestrator(registry, ctx, executor=RayExecutor(ray_config(schedule_timeout_s=2))).execute()
@@ -161,7 +154,7 @@ def test_losing_a_node_mid_fan_out_fails_the_step_and_rolls_back(gpu_cluster: Cl
     start = time.monotonic()
     try:
         with pytest.raises(StepFailedError, match=r"shard \d of 4 failed"):
-            Orchestrator(_registry(PlacedStep("prepare"), DoomedFan("fan", 4)), ctx,
+            Orchestrator(registry_of(PlacedStep("prepare"), DoomedFan("fan", 4)), ctx,
                          executor=RayExecutor(ray_config())).execute()
     finally:
         killer.join()

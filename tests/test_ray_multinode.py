@@ -17,11 +17,11 @@ from synapse_steps import (
     Orchestrator,
     RuntimeContext,
     StepFailedError,
-    StepRegistry,
     StepResources,
     StepResult,
 )
 from tests.conftest import multi_node_cluster, ray_config
+from tests.steps_kit import registry_of
 
 pytestmark = pytest.mark.slow
 
@@ -68,17 +68,10 @@ class PinnedStep(BaseStep[PlacedContext]):
         ctx.trail.append(("rollback", self._name, ray.get_runtime_context().get_node_id()))
 
 
-def _registry(*steps: BaseStep) -> StepRegistry:
-    registry: StepRegistry = StepRegistry()
-    for step in steps:
-        registry.register(step)
-    return registry
-
-
 def test_steps_run_on_the_nodes_their_resources_pin_and_roll_back_there(cluster: Cluster) -> None:
     node_a, node_b = _node_with("node_a"), _node_with("node_b")
     ctx = PlacedContext(runtime_ctx=RuntimeContext())
-    registry = _registry(PinnedStep("on-a", "node_a"), PinnedStep("on-b", "node_b"), PinnedStep("fails-on-a", "node_a", fail=True))
+    registry = registry_of(PinnedStep("on-a", "node_a"), PinnedStep("on-b", "node_b"), PinnedStep("fails-on-a", "node_a", fail=True))
     with pytest.raises(StepFailedError, match="fails-on-a"):
         Orchestrator(registry, ctx, executor=RayExecutor(ray_config())).execute()
     assert ctx.trail == [
@@ -106,7 +99,7 @@ def test_rollback_of_a_step_whose_node_died_runs_elsewhere(cluster: Cluster) -> 
             spare_ids.append(spare.node_id)
 
     ctx = PlacedContext(runtime_ctx=RuntimeContext())
-    registry = _registry(PinnedStep("on-shared", "shared"), PinnedStep("fails-on-b", "node_b", fail=True))
+    registry = registry_of(PinnedStep("on-shared", "shared"), PinnedStep("fails-on-b", "node_b", fail=True))
     try:
         with pytest.raises(StepFailedError, match="fails-on-b failed on purpose"):
             Orchestrator(registry, ctx, before_step=swap_nodes, executor=RayExecutor(ray_config())).execute()
@@ -132,6 +125,8 @@ class RecordsActorNode(BaseStep[PlacedContext]):
     def execute(self, ctx: PlacedContext) -> StepResult:
         deadline = time.monotonic() + 30  # the actor starts asynchronously, maybe after this step
         while not ctx.trail and time.monotonic() < deadline:
+            # The actor's node: Ray's public state API (ray.util.state) needs the dashboard, which
+            # this cluster does not run, so this one read goes through Ray's private state module.
             for actor in ray._private.state.actors().values():
                 if actor["Name"].startswith("synapse-steps-run-") and actor["State"] == "ALIVE":
                     ctx.trail.append(("actor", actor["Name"], actor["Address"]["NodeID"]))
@@ -143,6 +138,6 @@ def test_the_context_actor_lives_on_the_driver_node(cluster: Cluster) -> None:
     """A worker node's loss must not take the run's bookkeeping with it."""
     ctx = PlacedContext(runtime_ctx=RuntimeContext())
     executor = RayExecutor(ray_config())
-    Orchestrator(_registry(RecordsActorNode()), ctx, executor=executor).execute()
+    Orchestrator(registry_of(RecordsActorNode()), ctx, executor=executor).execute()
     nodes = {node for kind, name, node in ctx.trail if kind == "actor" and name == executor.actor_name}
     assert nodes == {ray.get_runtime_context().get_node_id()}

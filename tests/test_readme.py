@@ -75,7 +75,7 @@ def word_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
 @pytest.mark.timeout(120)
 def test_write_your_own_action_runs_from_python_on_both_executors(word_count, tmp_path, ray_session, capsys):
     code = compile(word_count, "README.md (Write your own action)", "exec")
-    exec(code, {"__name__": "readme_example"})  # noqa: S102 - the README's own code, as written
+    exec(code, {"__name__": "readme_example"})
     out = capsys.readouterr().out
     assert re.search(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ step 3 of 3: write succeeded", out, re.M), out
     assert "write " in out.splitlines()[-1] and "No such file or directory" in out.splitlines()[-1]
@@ -83,6 +83,7 @@ def test_write_your_own_action_runs_from_python_on_both_executors(word_count, tm
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 @pytest.mark.timeout(240)
 def test_write_your_own_action_runs_from_the_command_line(word_count, tmp_path):
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SYNAPSE_STEPS_")}

@@ -125,7 +125,7 @@ def test_protocol_step_without_rollback_is_rolled_back_as_a_no_op(make_executor:
 
 
 def test_registry_names_what_is_not_a_step() -> None:
-    with pytest.raises(StepDefinitionError, match="can only register steps .* got int"):
+    with pytest.raises(StepDefinitionError, match=r"can only register steps .* got int"):
         StepRegistry().register(3)  # type: ignore[arg-type]
     with pytest.raises(StepDefinitionError, match="got type"):
         StepRegistry().register(PlainStep)  # type: ignore[arg-type]
@@ -203,7 +203,7 @@ def test_utility_steps_match_the_sdk_behaviour() -> None:
     assert registry.get_step_names() == ["logged_inner", "timed_inner", "validate"]
     assert [s.progress_weight for s in registry.get_steps()] == [0.4, 0.4, 0.2]
     ctx = SurfaceContext(runtime_ctx=RuntimeContext())
-    with pytest.raises(StepFailedError, match="^Step 'validate' failed: bad$"):
+    with pytest.raises(StepFailedError, match=r"^Step 'validate' failed: bad$"):
         Orchestrator(registry, ctx).execute()
     events = [(e.name, e.step, {k: v for k, v in e.data.items() if k != "elapsed"}) for e in ctx.runtime_ctx.events]
     assert events == [

@@ -258,7 +258,7 @@ def test_rollback_example_deletes_the_uploaded_files():
         pytest.fail('a failed run must raise')
     assert 'register' in message and 'catalog unreachable' in message
     assert context.uploaded_files == ['a.bin', 'b.bin']
-    assert REMOTE_FILES == set()
+    assert set() == REMOTE_FILES
 
 
 def test_rollback_example_leaves_files_when_nothing_fails():
@@ -266,7 +266,7 @@ def test_rollback_example_leaves_files_when_nothing_fails():
     registry.register(UploadStep())
     context = UploadContext(runtime_ctx=RuntimeContext())
     Orchestrator(registry, context).execute()
-    assert REMOTE_FILES == {'a.bin', 'b.bin'}
+    assert {'a.bin', 'b.bin'} == REMOTE_FILES
 
 
 # --- Conditional Execution -------------------------------------------------------------

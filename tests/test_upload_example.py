@@ -119,6 +119,7 @@ def test_example_runs_as_a_program(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_upload_on_ray(destination):
     proc = upload("ray", destination)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -129,6 +130,7 @@ def test_upload_on_ray(destination):
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_failed_upload_on_ray_is_rolled_back_on_the_worker(destination):
     before = tree(destination)
     proc = upload("ray", destination, "fail_after=verify")
@@ -164,6 +166,7 @@ def _wait_for_upload_event(proc: subprocess.Popen[str], timeout_s: float = 90) -
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 @pytest.mark.parametrize("stop", ["timeout", "SIGINT", "SIGTERM"])
 def test_upload_on_ray_stopped_mid_upload_leaves_no_file_it_wrote(destination: Path, stop: str) -> None:
     import signal

@@ -9,8 +9,9 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from synapse_steps.config import ExecutorConfig, build_executor, load_config
+from synapse_steps.config import ExecutorConfig, load_config
 from synapse_steps.context import BaseStepContext
+from synapse_steps.executor_factory import build_executor
 from synapse_steps.orchestrator import BeforeStepHook, Orchestrator
 from synapse_steps.progress import ProgressCallback
 from synapse_steps.registry import StepRegistry
@@ -68,7 +69,7 @@ class BaseAction(ABC, Generic[P, C]):
         registry: StepRegistry[C] = StepRegistry()
         self.setup_steps(registry)
         self.context = self.create_context()
-        executor = build_executor(self.config, registry.get_step_names())
+        executor = build_executor(self.config)
         callback = progress_callback or self.progress_callback
         return Orchestrator(
             registry,
@@ -132,10 +133,10 @@ class BaseAction(ABC, Generic[P, C]):
     def _resolve_params_model(cls) -> type[P]:
         explicit = cls.__dict__.get("params_model") or getattr(cls, "params_model", None)
         if isinstance(explicit, type) and issubclass(explicit, BaseModel):
-            return explicit
+            return explicit  # type: ignore[return-value]  # a subclass of P's bound, checked at run time
         for klass in cls.__mro__:
             for base in getattr(klass, "__orig_bases__", ()):
                 for arg in typing.get_args(base):
                     if isinstance(arg, type) and issubclass(arg, BaseModel):
-                        return arg  # type: ignore[return-value]
+                        return arg  # type: ignore[return-value]  # as above
         raise TypeError(f"{cls.__name__} needs a params model: subclass e.g. BaseTrainAction[MyParams]")

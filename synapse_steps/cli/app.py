@@ -45,6 +45,7 @@ class ActionCommand(click.Command):
     """
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Load TARGET before click parses the rest, so its params model's options exist when they are parsed."""
         target = _first_positional(args, self.params)
         if target is not None:
             action_class, error = _load(target)
@@ -55,9 +56,11 @@ class ActionCommand(click.Command):
         return super().parse_args(ctx, args)
 
     def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        """The command's own options plus one per field of the loaded target's params model."""
         return [*super().get_params(ctx), *ctx.meta.get(_OPTIONS, [])]
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Help lists the command's options, then the target's params in a section of their own."""
         own = [p.get_help_record(ctx) for p in super().get_params(ctx) if isinstance(p, click.Option)]
         with formatter.section("Options"):
             formatter.write_dl([r for r in own if r is not None])
@@ -175,7 +178,7 @@ def app() -> None:
 @journal_option
 @click.option("--no-journal", is_flag=True, help="Do not journal this run (it cannot be resumed).")
 @click.pass_context
-def run(ctx: click.Context, target: str, json_output: bool, **options: Any) -> None:
+def run(ctx: click.Context, /, target: str, json_output: bool, **options: Any) -> None:
     """Run an action's steps; on failure the executed steps are rolled back.
 
     In a terminal: a live bar with ETA. Otherwise (CI, a pipe, nohup): one timestamped
@@ -251,7 +254,7 @@ def _finish(code: int) -> None:
 @_common_options
 @click.option("--json", "json_output", is_flag=True, help="One JSON report on stdout instead of text.")
 @click.pass_context
-def validate(ctx: click.Context, target: str, json_output: bool, **options: Any) -> None:
+def validate(ctx: click.Context, /, target: str, json_output: bool, **options: Any) -> None:
     """Check target, params, config and steps without running anything (exit 0 valid, 2 not)."""
     from synapse_steps.cli.validate import validate_command
 
@@ -296,6 +299,7 @@ JOBS_EXIT_STATUS = (
 @click.pass_context
 def submit(
     ctx: click.Context,
+    /,
     target: str,
     dashboard: str,
     working_dir: str,

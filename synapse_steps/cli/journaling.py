@@ -53,7 +53,7 @@ def journaled_command(
         journal_url=url,
     )
 
-    def build(_: Request) -> BaseAction:
+    def build(_: Request) -> BaseAction[Any, Any]:
         action = rebuild_action(url, run_id, force=force, executor=executor, address=address)
         request.target = action.target
         return action
@@ -68,7 +68,7 @@ def journaled_command(
 
 def rebuild_action(
     url: str, run_id: str, *, force: bool, executor: str | None = None, address: str | None = None
-) -> BaseAction:
+) -> BaseAction[Any, Any]:
     """The journaled run's action, checked: resumable, has a TARGET, same steps (unless ``force``)."""
     with open_journal(url) as journal:
         detail = journal.get_run(run_id)

@@ -20,8 +20,8 @@ from typing import Any
 
 import click
 from pydantic import BaseModel, ValidationError
-from pydantic_core import to_jsonable_python
 from pydantic.fields import FieldInfo
+from pydantic_core import to_jsonable_python
 
 from synapse_steps.cli.target import CliError
 

@@ -117,6 +117,7 @@ def _inside(path: str, root: Path, what: str) -> str:
 
 
 def attach_command(address: str, run_id: str, json_output: bool) -> int:
+    """``synapse-steps attach``: follow a submitted run's output until it ends; returns the exit status."""
     try:
         jobs = _cluster(address)
         jobs.status(run_id)  # an unknown run id is an error before any view is drawn
@@ -233,6 +234,7 @@ def _utc(ms: int | None) -> str | None:
 
 
 def jobs_command(address: str, json_output: bool) -> int:
+    """``synapse-steps jobs``: list the runs submitted to a cluster; returns the exit status."""
     try:
         rows = _cluster(address).runs()
     except StepsError as exc:

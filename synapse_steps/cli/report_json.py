@@ -64,23 +64,28 @@ class JsonReporter:
         self._stream.write(json.dumps(jsonable(record), allow_nan=False) + "\n")
 
     def start(self, info: dict[str, Any]) -> None:
+        """Emit the ``start`` line; its run id tags every later line."""
         self._run_id = info["job_id"]
         self._emit("start", **info)
 
     def progress(self, fraction: float, step: str | None) -> None:
+        """Emit a ``progress`` line (overall fraction, 0..1)."""
         self._emit("progress", step=step, progress=fraction)
 
     def step_progress(self, step: str, current: float, total: float) -> None:
         """In-step progress is folded into ``progress`` events (one per whole percent)."""
 
     def step(self, entry: dict[str, Any]) -> None:
+        """Emit a ``step`` line when a step's status or rollback state changes."""
         self._emit("step", **entry)
 
     def runtime_event(self, event: dict[str, Any]) -> None:
+        """Emit a step's own event (message, metrics, log) under its kind."""
         fields = dict(event)
         self._emit(fields.pop("event"), **fields)
 
     def end(self, exit_code: int, summary: dict[str, Any] | None, error: str | None) -> None:
+        """Emit the ``end`` line and flush, so a reader sees it before the process exits."""
         step = summary.get("failed_step") if summary else None
         self._emit("end", step=step, success=exit_code == 0, exit_code=exit_code, error=error, summary=summary)
         self._stream.flush()

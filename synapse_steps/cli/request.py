@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 from pydantic import ValidationError
@@ -23,7 +24,7 @@ class Request:
     """A command's arguments after click parsed them; the TARGET class is loaded already."""
 
     target: str
-    action_class: type[BaseAction] | None
+    action_class: type[BaseAction[Any, Any]] | None
     load_error: CliError | None
     config: str | None
     executor: str | None
@@ -38,7 +39,7 @@ class Request:
     no_journal: bool = False  # --no-journal
 
 
-def make_action(request: Request) -> BaseAction:
+def make_action(request: Request) -> BaseAction[Any, Any]:
     """The action with validated params and config; raises CliError/ConfigError naming the problem."""
     if request.load_error is not None:
         raise request.load_error

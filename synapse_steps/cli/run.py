@@ -40,7 +40,7 @@ def exit_code_of(exc: BaseException | None) -> int:
 def run_command(
     request: Request,
     *,
-    build: Callable[[Request], BaseAction] = make_action,
+    build: Callable[[Request], BaseAction[Any, Any]] = make_action,
     start: Callable[[Orchestrator[Any]], dict[str, Any]] | None = None,
 ) -> int:
     """Run the action and report it; returns the exit status (0, 1, 2, 3 or 130).
@@ -64,7 +64,7 @@ def _run(
     request: Request,
     reporter: Reporter,
     watcher: RunWatcher,
-    build: Callable[[Request], BaseAction],
+    build: Callable[[Request], BaseAction[Any, Any]],
     start: Callable[[Orchestrator[Any]], dict[str, Any]] | None,
 ) -> int:
     try:

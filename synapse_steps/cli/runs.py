@@ -58,12 +58,13 @@ def _outcome(body: Callable[[], None]) -> int:
     return EXIT_OK
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType[int]):
     """A duration such as 90s, 15m, 12h, 30d or 2w, in seconds."""
 
     name = "duration"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        """Seconds in ``value``; a usage error (exit 2) naming the accepted forms otherwise."""
         found = re.fullmatch(r"(\d+)([smhdw])", str(value).strip())
         if found is None:
             self.fail(f"{value!r} is not a duration: a whole number and s, m, h, d or w (90s, 15m, 12h, 30d, 2w)", param, ctx)

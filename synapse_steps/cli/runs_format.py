@@ -30,16 +30,19 @@ def record(item: Any) -> dict[str, Any]:
 
 
 def local_time(t: float | None) -> str:
+    """A journal time (UNIX seconds) as this machine's local time; ``-`` for none."""
     return "-" if t is None else datetime.fromtimestamp(t).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 def duration(s: float | None) -> str:
+    """Seconds as ``0.80 s`` under a minute, else ``H:MM:SS``; ``-`` for none (not finished)."""
     if s is None:
         return "-"
     return f"{s:.2f} s" if s < 60 else str(timedelta(seconds=round(s)))
 
 
 def owner(run: RunSummary) -> str:
+    """Who owns the run: ``HOST pid PID``."""
     return f"{run.owner.host} pid {run.owner.pid}"
 
 

@@ -27,7 +27,7 @@ class CliError(StepsError, ValueError):
     """The command cannot start (bad target, params or config); the CLI exits with status 2."""
 
 
-def load_action_class(target: str) -> type[BaseAction]:
+def load_action_class(target: str) -> type[BaseAction[Any, Any]]:
     """The ``BaseAction`` subclass named by ``module:Attr`` or ``path/to/file.py:Attr``.
 
     A module name is resolved by ``pkgutil.resolve_name`` with the current directory on
@@ -64,7 +64,7 @@ def _resolve(module: str, attr: str) -> Any:
         raise CliError(f"importing {module} failed: {exc}") from exc
     except AttributeError:
         raise CliError(f"{module} has no attribute {attr!r}") from None
-    except Exception as exc:  # noqa: BLE001 - any import-time error is the target's problem
+    except Exception as exc:
         raise CliError(f"importing {module} failed: {type(exc).__name__}: {exc}") from exc
 
 

@@ -42,12 +42,15 @@ class Validation:
 
     @property
     def valid(self) -> bool:
+        """True when no area reported a problem."""
         return not self.problems
 
     def problem(self, area: str, message: str) -> None:
+        """Record a problem in ``area`` (target, params, config, steps); the outcome is then invalid."""
         self.problems.append({"area": area, "message": message})
 
     def as_json(self) -> dict[str, Any]:
+        """The outcome as the ``validate --json`` document."""
         return {
             "valid": self.valid,
             "target": self.target,
@@ -72,6 +75,7 @@ def validate_command(request: Request) -> int:
 
 
 def check(request: Request) -> Validation:
+    """Check target, params, config and steps as ``run`` would, without running a step; never raises."""
     v = Validation(request.target)
     config: ExecutorConfig | None = None
     try:
@@ -90,7 +94,7 @@ def check(request: Request) -> Validation:
     action_class = request.action_class
     v.passed["target"] = v.details["action"] = action_class.__name__
 
-    action: BaseAction | None = None
+    action: BaseAction[Any, Any] | None = None
     try:
         params = collect_params(
             action_class._resolve_params_model(), request.params_file, request.params, request.param_options

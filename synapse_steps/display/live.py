@@ -71,6 +71,7 @@ class LiveView:
             self._bar.stop()
 
     def start(self, info: dict[str, Any]) -> None:
+        """Print the run's title and start the progress bar."""
         self._names = [s["name"] for s in info["steps"]]
         self._title = f"{info['action']} on {info['executor']}"
         self.console.print(Text(self._title, style="bold") + Text(f" — {len(self._names)} steps, run {info['job_id']}"))
@@ -78,18 +79,22 @@ class LiveView:
         self._bar.start()
 
     def progress(self, fraction: float, step: str | None) -> None:
+        """Move the bar to the overall fraction."""
         self._bar.update(self._task, completed=fraction)
 
     def step_progress(self, step: str, current: float, total: float) -> None:
+        """Show the running step's own ``current/total`` beside its label."""
         if total and step in self._names:
             self._bar.update(self._task, label=f"{self._step_label} {current:g}/{total:g}")
 
     def step(self, entry: dict[str, Any]) -> None:
+        """Relabel the bar when a step starts."""
         if entry["status"] == "running":
             self._step_label = f"step {entry['order']} of {entry['of']}: {entry['step']}"
             self._bar.update(self._task, label=self._step_label)
 
     def runtime_event(self, event: dict[str, Any]) -> None:
+        """Print a step's message above the bar, styled by level."""
         where = f"[{event['step'] or '-'}]"
         if event["event"] == "message":
             style = LEVEL_STYLE.get(event["level"], "")
@@ -98,6 +103,7 @@ class LiveView:
             self._bar.console.print(Text(f"{where} {event['name']} {key_values(event['data'])}", style="dim"))
 
     def end(self, exit_code: int, summary: dict[str, Any] | None, error: str | None) -> None:
+        """Stop the bar and print the outcome (or, for a run that never started, the error)."""
         if self._task is None or summary is None:  # the run never started
             self._errors.print(Text("error: ", style="bold red") + Text(str(error)))
             return

@@ -52,12 +52,14 @@ class PlainView:
         self._stream.flush()
 
     def start(self, info: dict[str, Any]) -> None:
+        """Print the run's title line."""
         self._title = f"{info['action']} on {info['executor']}"
         self._started = True
         self._last_time = time.monotonic()
         self._line(f"{self._title} — {len(info['steps'])} steps, run {info['job_id']}", info.get("timestamp"))
 
     def progress(self, fraction: float, step: str | None) -> None:
+        """Print progress at most every ``every_s`` seconds and in steps of ``PROGRESS_STEP``: logs stay short."""
         self._fraction = fraction
         now = time.monotonic()
         if now - self._last_time < self._every_s or fraction - self._last_fraction < PROGRESS_STEP or fraction >= 1:
@@ -68,10 +70,12 @@ class PlainView:
         self._line(f"progress {fraction:.0%} ({where}{inner})")
 
     def step_progress(self, step: str, current: float, total: float) -> None:
+        """Remember the running step's own progress for the next progress line."""
         if step == self._current:
             self._inner = (current, total)
 
     def step(self, entry: dict[str, Any]) -> None:
+        """Print a line when a step's status or rollback state changes, never twice for the same state."""
         name, status, rollback = entry["step"], entry["status"], entry["rollback"]
         label = self._step.setdefault(name, f"step {entry['order']} of {entry['of']}: {name}")
         before_status, before_rollback = self._reported.get(name, ("pending", None))
@@ -88,6 +92,7 @@ class PlainView:
             self._line(f"rollback of {name}: {rollback}", moment)
 
     def runtime_event(self, event: dict[str, Any]) -> None:
+        """Print a step's message with its step name and level."""
         where = f"[{event['step'] or '-'}]"
         if event["event"] == "message":
             level = "" if event["level"] == "info" else f"{event['level']}: "
@@ -96,6 +101,7 @@ class PlainView:
             self._line(f"{where} {event['name']} {key_values(event['data'])}", event.get("timestamp"))
 
     def end(self, exit_code: int, summary: dict[str, Any] | None, error: str | None) -> None:
+        """Print the outcome line (or, for a run that never started, the error on stderr)."""
         if not self._started or summary is None:  # the run never started
             self._errors.print(f"error: {error}", markup=False)
             return

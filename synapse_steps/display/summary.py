@@ -20,6 +20,7 @@ def short_node(node: str | None) -> str:
 
 
 def key_values(values: dict[str, Any]) -> str:
+    """``k=v`` pairs for one line of output; floats shortened to 4 significant digits."""
     return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
 
 

@@ -18,14 +18,26 @@ from synapse_steps.errors import JournalError
 
 
 class BlobStore(Protocol):
+    """Where large context values are kept by content hash; the journal rows hold only the digest."""
+
     location: str
 
-    def put(self, data: bytes) -> str: ...
-    def get(self, digest: str) -> bytes: ...
-    def delete(self, digest: str) -> None: ...
+    def put(self, data: bytes) -> str:
+        """Store ``data`` under its sha256 and return the digest; storing the same bytes twice is a no-op."""
+
+    def get(self, digest: str) -> bytes:
+        """The bytes stored under ``digest``.
+
+        Raises:
+            JournalError: the blob is missing or its content does not match the digest.
+        """
+
+    def delete(self, digest: str) -> None:
+        """Remove a blob (pruning); a missing blob is not an error."""
 
 
 def digest_of(data: bytes) -> str:
+    """The content address of ``data`` (sha256, hex)."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -46,6 +58,7 @@ class LocalBlobStore:
         return self.root / digest[:2] / digest
 
     def put(self, data: bytes) -> str:
+        """Write the blob to a temporary file, fsync, then rename, so a crash never leaves half a blob."""
         digest = digest_of(data)
         path = self._path(digest)
         if path.exists():
@@ -69,6 +82,7 @@ class LocalBlobStore:
         return digest
 
     def get(self, digest: str) -> bytes:
+        """Read and verify a blob; JournalError if it is missing or corrupt."""
         try:
             data = self._path(digest).read_bytes()
         except FileNotFoundError:
@@ -76,6 +90,7 @@ class LocalBlobStore:
         return _checked(self.location, digest, data)
 
     def delete(self, digest: str) -> None:
+        """Remove a blob file; a missing one is not an error."""
         self._path(digest).unlink(missing_ok=True)
 
 
@@ -95,6 +110,7 @@ class FsspecBlobStore:
         return f"{self.root.rstrip('/')}/{digest[:2]}/{digest}"
 
     def put(self, data: bytes) -> str:
+        """Write the blob under a temporary name, then move it into place, unless it is already there."""
         digest = digest_of(data)
         path = self._path(digest)
         if self.fs.exists(path):
@@ -105,6 +121,7 @@ class FsspecBlobStore:
         return digest
 
     def get(self, digest: str) -> bytes:
+        """Read and verify a blob; JournalError if it is missing or corrupt."""
         try:
             data = self.fs.cat_file(self._path(digest))
         except FileNotFoundError:
@@ -112,6 +129,7 @@ class FsspecBlobStore:
         return _checked(self.location, digest, data)
 
     def delete(self, digest: str) -> None:
+        """Remove a blob; a missing one is not an error."""
         path = self._path(digest)
         if self.fs.exists(path):
             self.fs.rm_file(path)

@@ -9,6 +9,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.engine import URL, Engine
 
 from synapse_steps.errors import JournalError
 from synapse_steps.journal import engine as engines
@@ -84,7 +85,7 @@ class Journal:
     changes nothing.
     """
 
-    def __init__(self, engine: engines.Engine, url: engines.URL, store: BlobStore) -> None:
+    def __init__(self, engine: Engine, url: URL, store: BlobStore) -> None:
         self._engine = engine
         self._url = url
         self._store = store

@@ -32,6 +32,8 @@ _PG_MIGRATION_LOCK = 0x5E5_7EB5
 
 @dataclass(frozen=True)
 class Migration:
+    """One schema change: applied in version order, once, and recorded so a newer journal is refused."""
+
     version: int
     summary: str
     apply: Callable[[Connection], None]

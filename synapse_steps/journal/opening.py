@@ -8,7 +8,7 @@ default, or ``False``/None for none. The CLI journals by default; the library on
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 from synapse_steps.errors import JournalError
 from synapse_steps.journal.fingerprint import entries_of, fingerprint
@@ -16,7 +16,7 @@ from synapse_steps.journal.journal import Journal
 from synapse_steps.journal.recorder import NodeOf, RunRecorder
 from synapse_steps.journal.records import RunDetail
 
-JournalSpec = Union[str, Journal, bool, None]
+JournalSpec = str | Journal | bool | None
 
 
 def open_journal(spec: JournalSpec) -> tuple[Journal, bool] | None:

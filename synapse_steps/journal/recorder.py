@@ -61,6 +61,7 @@ class RunRecorder:
 
     @property
     def run_id(self) -> str:
+        """The journaled run's id."""
         return self.run.run_id
 
     @contextmanager
@@ -96,11 +97,13 @@ class RunRecorder:
         self.run.commit_context(read_state(context), step=getattr(context, "current_step", None))
 
     def progress(self, overall: float, step: str | None) -> None:
+        """Overall progress (0..1); the journal writes about once a second."""
         self.run.progress(overall, step)
 
     # -- rollbacks (never stopped by the journal) -----------------------------------------
 
     def rollback_started(self, name: str) -> None:
+        """Before ``name``'s rollback: a crash from here on leaves it to ``rollback RUN_ID``."""
         self._tolerant(lambda: self.run.rollback_started(name, node=self._node_of(name)))
 
     def rollback_finished(self, name: str, outcome: str, error: BaseException | None = None) -> None:
@@ -137,6 +140,7 @@ class RunRecorder:
             self.close()
 
     def close(self) -> None:
+        """Release the journal's connections if this recorder opened it."""
         if self._owns_journal:
             self.journal.close()
 

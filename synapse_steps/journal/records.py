@@ -103,6 +103,7 @@ class RunSummary:
 
     @property
     def duration_s(self) -> float | None:
+        """Seconds from the run's creation to its end, or None while it runs."""
         return None if self.finished_at is None else self.finished_at - self.created_at
 
 
@@ -123,6 +124,7 @@ class StepAttempt:
 
     @property
     def duration_s(self) -> float | None:
+        """Seconds the attempt ran, or None while it runs."""
         return None if self.finished_at is None else self.finished_at - self.started_at
 
 
@@ -139,6 +141,7 @@ class RollbackRecord:
 
     @property
     def duration_s(self) -> float | None:
+        """Seconds the rollback ran, or None if it has not started or finished."""
         if self.started_at is None or self.finished_at is None:
             return None
         return self.finished_at - self.started_at
@@ -185,14 +188,17 @@ class RunDetail:
 
     @property
     def run_id(self) -> str:
+        """The run's id (shortcut for ``summary.run_id``)."""
         return self.summary.run_id
 
     @property
     def status(self) -> RunStatus:
+        """The run's status (shortcut for ``summary.status``)."""
         return self.summary.status
 
     @property
     def metrics(self) -> Mapping[str, Any] | None:
+        """The run's final metrics, as its driver passed them to ``finish``."""
         return self.summary.metrics
 
     def last_attempt(self, step: str) -> StepAttempt | None:

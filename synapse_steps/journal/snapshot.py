@@ -47,7 +47,7 @@ def _dumps(name: str, value: object) -> bytes:
         data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         if b"__main__" not in data:
             return data
-    except Exception:  # noqa: BLE001, S110 - pickling raises many types; cloudpickle decides
+    except Exception:  # noqa: BLE001 - pickling raises many types; cloudpickle decides
         pass
     try:
         return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)  # type: ignore[no-any-return]

@@ -24,8 +24,8 @@ if sys.version_info < (3, 12) or importlib.util.find_spec("synapse_sdk") is None
         allow_module_level=True,
     )
 
-from tests.sdk_diff.harness import OUR_KIT, SDK_KIT, SDK_OBJECTS_KIT, Kit, Observed, observe  # noqa: E402
-from tests.sdk_diff.scenarios import SCENARIOS  # noqa: E402
+from tests.sdk_diff.harness import OUR_KIT, SDK_KIT, SDK_OBJECTS_KIT, Kit, Observed, observe
+from tests.sdk_diff.scenarios import SCENARIOS
 
 pytestmark = pytest.mark.timeout(180)
 
