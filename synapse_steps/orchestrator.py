@@ -329,7 +329,7 @@ class Orchestrator(Generic[C]):
         executor: dict[str, Any] = {"class": f"{type(self._executor).__module__}:{type(self._executor).__qualname__}"}
         config = getattr(self._executor, "config", None)
         if isinstance(config, ExecutorConfig):  # what ``resume RUN_ID`` runs with again
-            executor["config"] = config.model_dump(mode="json", exclude={"journal"})
+            executor["config"] = config.model_dump(mode="json", exclude={"journal"}, fallback=_qualified)
         return start_recorder(
             self._journal,
             run_id=self.run_id,
@@ -647,6 +647,11 @@ class Orchestrator(Generic[C]):
             order = ctx.current_step_order
             if order is not None:
                 self._tracker.update(order, event.data["current"], event.data["total"])
+
+
+def _qualified(value: Any) -> str:
+    """How a config value JSON cannot hold is journaled: an exception class as ``module:Name``."""
+    return f"{value.__module__}:{value.__qualname__}" if isinstance(value, type) else repr(value)
 
 
 def journaled_result(journal: Any, run_id: str, attempt: StepAttempt | None) -> StepResult:
