@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from synapse_steps.journal import Journal, RollbackStatus, RunStatus
+
 DRIVER = Path(__file__).parent / "drivers" / "rollback_driver.py"
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
@@ -28,10 +30,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 class Driver:
     """One driver process running one scenario."""
 
-    def __init__(self, tmp_path: Path, executor: str, scenario: str) -> None:
+    def __init__(self, tmp_path: Path, executor: str, scenario: str, env: dict[str, str] | None = None) -> None:
         self.markers = tmp_path / "markers"
         self.markers.mkdir()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         env.pop("RAY_ADDRESS", None)
         self.proc = subprocess.Popen(
             [sys.executable, str(DRIVER), str(self.markers), executor, scenario],
@@ -125,7 +127,8 @@ def test_signals_during_rollback_do_not_cut_it_short(tmp_path: Path, executor: s
 
 @pytest.mark.parametrize("executor", ["local", "ray"])
 def test_third_signal_abandons_the_rollback_and_says_what_was_not_undone(tmp_path: Path, executor: str) -> None:
-    driver = Driver(tmp_path, executor, "hang-rollback")
+    journal = f"sqlite:///{tmp_path}/runs.db"  # journaled (by env): the journal must say the same
+    driver = Driver(tmp_path, executor, "hang-rollback", {"SYNAPSE_STEPS_JOURNAL": journal})
     driver.wait_for("rollback-start-first")
     for sig in (signal.SIGINT, signal.SIGINT, signal.SIGINT):
         driver.signal(sig)
@@ -138,6 +141,12 @@ def test_third_signal_abandons_the_rollback_and_says_what_was_not_undone(tmp_pat
     assert out["message"].startswith("rollback incomplete: abandoned by a third signal after a step failure")
     assert out["message"].endswith("not undone: first")
     assert out["records"] == [["first", "succeeded", "failed"], ["work", "failed", "done"], ["never", "pending", None]]
+    with Journal.open(journal) as runs:
+        (run,) = runs.list_runs()
+        detail = runs.get_run(run.run_id)
+    assert run.status is RunStatus.ROLLBACK_INCOMPLETE and run.error == out["message"]
+    assert [(r.step, r.status) for r in detail.rollbacks] == [("work", RollbackStatus.DONE), ("first", RollbackStatus.NOT_RUN)]
+    assert detail.pending_rollbacks() == ["first"], "`synapse-steps rollback RUN_ID` would undo it"
 
 
 @pytest.mark.parametrize("executor", ["ray"])
