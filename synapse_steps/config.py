@@ -88,6 +88,11 @@ class ExecutorConfig(BaseSettings):
         description="Run journal URL (sqlite:///PATH or postgresql+psycopg://USER@HOST/DB) that makes runs "
         "resumable; None: no journal from Python, the per-user default from the CLI.",
     )
+    journal_blobs: str | None = Field(
+        None,
+        description="Where the journal keeps context values of 1 MiB or more: a folder or an fsspec URL "
+        "(s3://...); None: next to a SQLite journal, the per-user state folder for Postgres.",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -199,7 +199,9 @@ class Orchestrator(Generic[C]):
         from synapse_steps.journal.opening import take_over_recorder
 
         self._steps = self._registry.get_steps()
-        recorder, detail = take_over_recorder(self._journal, run_id, self._steps, force=force, node_of=self._node_of)
+        recorder, detail = take_over_recorder(
+            self._journal, run_id, self._steps, force=force, node_of=self._node_of, blobs=self._journal_blobs()
+        )
         try:
             restored = recorder.journal.load_context(run_id)
             if restored:
@@ -234,7 +236,9 @@ class Orchestrator(Generic[C]):
         from synapse_steps.journal.opening import take_over_recorder
 
         self._steps = self._registry.get_steps()
-        recorder, detail = take_over_recorder(self._journal, run_id, self._steps, force=force, node_of=self._node_of)
+        recorder, detail = take_over_recorder(
+            self._journal, run_id, self._steps, force=force, node_of=self._node_of, blobs=self._journal_blobs()
+        )
         self._context.runtime_ctx.job_id = run_id
         self.records = [StepRecord(step.name) for step in self._steps]
         for record in self.records:
@@ -329,7 +333,7 @@ class Orchestrator(Generic[C]):
         executor: dict[str, Any] = {"class": f"{type(self._executor).__module__}:{type(self._executor).__qualname__}"}
         config = getattr(self._executor, "config", None)
         if isinstance(config, ExecutorConfig):  # what ``resume RUN_ID`` runs with again
-            executor["config"] = config.model_dump(mode="json", exclude={"journal"}, fallback=_qualified)
+            executor["config"] = config.model_dump(mode="json", exclude={"journal", "journal_blobs"}, fallback=_qualified)
         return start_recorder(
             self._journal,
             run_id=self.run_id,
@@ -338,7 +342,12 @@ class Orchestrator(Generic[C]):
             steps=self._steps,
             executor=executor,
             node_of=self._node_of,
+            blobs=self._journal_blobs(),
         )
+
+    def _journal_blobs(self) -> str | None:
+        config = getattr(self._executor, "config", None)
+        return config.journal_blobs if isinstance(config, ExecutorConfig) else None
 
     def _node_of(self, step: str) -> str | None:
         nodes = getattr(self._executor, "step_nodes", None)

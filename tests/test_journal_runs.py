@@ -326,3 +326,33 @@ def test_a_driver_killed_during_its_rollback_leaves_the_rest_to_rollback(tmp_pat
         "undo one ['one'] {'undo': 'one'}",
     ]
     assert statuses(url)["r"] == "rolled_back"
+
+
+@dataclass
+class BigCtx(BaseStepContext):
+    payload: bytes = b""
+
+
+class Fill(BaseStep[BigCtx]):
+    name = "fill"
+    progress_weight = 1.0
+
+    def execute(self, ctx: BigCtx) -> StepResult:
+        ctx.payload = bytes(range(256)) * 8192  # 2 MiB: a blob, not a row
+        return StepResult()
+
+
+def test_large_context_values_go_to_the_blob_location_the_environment_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SYNAPSE_STEPS_JOURNAL_BLOBS", str(tmp_path / "shared-blobs"))
+    registry: StepRegistry[BigCtx] = StepRegistry()
+    registry.register(Fill())
+    url = f"sqlite:///{tmp_path}/runs.db"
+    Orchestrator(registry, BigCtx(runtime_ctx=RuntimeContext(job_id="big")), journal=url).execute()
+    assert len([p for p in (tmp_path / "shared-blobs").rglob("*") if p.is_file()]) == 1
+    assert not (tmp_path / "runs.db.blobs").exists()
+    with Journal.open(url) as journal:
+        state = journal.load_context("big")
+        (commit,) = journal.get_run("big").commits
+    assert state is not None and state["payload"] == bytes(range(256)) * 8192 and len(commit.blobs) == 1

@@ -16,6 +16,7 @@ from sqlalchemy.exc import ArgumentError
 from synapse_steps.errors import JournalError
 
 ENV_VAR = "SYNAPSE_STEPS_JOURNAL"
+BLOBS_ENV_VAR = "SYNAPSE_STEPS_JOURNAL_BLOBS"
 SUPPORTED = ("sqlite", "postgresql+psycopg")
 
 
@@ -71,9 +72,12 @@ def _check_sqlite_path(parsed: URL, *, is_default: bool) -> None:
 def default_blobs(parsed: URL) -> str:
     """Where large context values go by default: a folder next to the SQLite file.
 
-    For Postgres it is the per-user state folder on the driver's machine: pass a shared
-    folder or fsspec URL (``s3://...``) when a run may be resumed from another machine.
+    For Postgres it is the per-user state folder on the driver's machine: set
+    ``$SYNAPSE_STEPS_JOURNAL_BLOBS`` (or ``journal_blobs`` in the config, or ``blobs=``) to a
+    shared folder or fsspec URL (``s3://...``) when a run may be resumed from another machine.
     """
+    if os.environ.get(BLOBS_ENV_VAR):
+        return os.environ[BLOBS_ENV_VAR]
     if parsed.drivername == "sqlite":
         db = Path(parsed.database or "").expanduser().resolve()
         return str(db.with_name(db.name + ".blobs"))

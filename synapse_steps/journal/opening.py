@@ -19,13 +19,16 @@ from synapse_steps.journal.records import RunDetail
 JournalSpec = str | Journal | bool | None
 
 
-def open_journal(spec: JournalSpec) -> tuple[Journal, bool] | None:
-    """The journal ``spec`` names and whether the caller must close it; None when journaling is off."""
+def open_journal(spec: JournalSpec, blobs: str | None = None) -> tuple[Journal, bool] | None:
+    """The journal ``spec`` names and whether the caller must close it; None when journaling is off.
+
+    ``blobs``: where large context values go (default: see ``Journal.open``).
+    """
     if spec is None or spec is False:
         return None
     if isinstance(spec, Journal):
         return spec, False
-    return Journal.open(None if spec is True else spec), True
+    return Journal.open(None if spec is True else spec, blobs=blobs), True
 
 
 def start_recorder(
@@ -37,9 +40,10 @@ def start_recorder(
     steps: Sequence[Any],
     executor: Mapping[str, Any],
     node_of: NodeOf,
+    blobs: str | None = None,
 ) -> RunRecorder | None:
     """Record a new run (before any step is dispatched); None when journaling is off."""
-    opened = open_journal(spec)
+    opened = open_journal(spec, blobs)
     if opened is None:
         return None
     journal, owned = opened
@@ -55,13 +59,13 @@ def start_recorder(
 
 
 def take_over_recorder(
-    spec: JournalSpec, run_id: str, steps: Sequence[Any], *, force: bool, node_of: NodeOf
+    spec: JournalSpec, run_id: str, steps: Sequence[Any], *, force: bool, node_of: NodeOf, blobs: str | None = None
 ) -> tuple[RunRecorder, RunDetail]:
     """Become the owner of an interrupted (or rollback-incomplete) run; refuse a changed registry.
 
     The checks come before the take-over, so a refusal changes nothing.
     """
-    opened = open_journal(True if spec is None or spec is False else spec)
+    opened = open_journal(True if spec is None or spec is False else spec, blobs)
     assert opened is not None
     journal, owned = opened
     try:
