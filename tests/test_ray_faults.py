@@ -385,7 +385,8 @@ def test_step_over_its_time_limit_is_stopped_and_rolled_back(tmp_path: Path, fau
 
     assert out.error is not None and out.error.step_name == "slow"
     assert "Step 'slow' failed" in str(out.error) and "timed out after 2s" in str(out.error)
-    assert out.elapsed_s < 2 + 8, f"the run took {out.elapsed_s:.1f}s"  # limit + grace + a new worker for the rollback
+    # limit + grace + a new worker for the rollback, with room for a loaded CI machine: it ends, it does not hang
+    assert out.elapsed_s < 2 + 18, f"the run took {out.elapsed_s:.1f}s"
     # The rollback saw what the stopped step had done (its trail entry streamed to the actor).
     assert trail(out.ctx) == [("execute", "a"), ("execute", "slow"), ("rollback", "slow"), ("rollback", "a")]
     pairs = journal_pairs(journal)
