@@ -184,11 +184,14 @@ class RayExecutor(StepExecutor):
         token = f"{mode}:{step.name}:{uuid.uuid4().hex[:8]}"
         options = step_task_options(mode, step.name, resources, self._settings, self._nodes.get(step.name))
         reraise = reraised_exceptions(resources) if mode == "execute" else ()
+        sent = self._transport.result_by_reference(result) if result is not None else None
         report_ref, changed_ref = _run_step_task.options(**options).remote(
-            mode, step, self._run_constants, self._transport.snapshot(), token, result, reraise
+            mode, step, self._run_constants, self._transport.snapshot(), token, sent, reraise
         )
         report = self._await(report_ref, changed_ref, step, mode, token, resources, context)
         self._take_state(report, changed_ref, context, token)
+        if report.result is not None:
+            report.result = self._transport.receive_result(report.result, changed_ref)
         return report
 
     def _await(
