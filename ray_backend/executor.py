@@ -77,6 +77,7 @@ class RayExecutor(StepExecutor):
         self._resources: dict[str, StepResources] = {}
         self._nodes: dict[str, str | None] = {}
         self._never_started: set[str] = set()
+        self._pending_drain: tuple[ray.ObjectRef, float] | None = None  # (drain call, when it was sent)
         self.actor_name: str | None = None
 
     @property
@@ -132,6 +133,7 @@ class RayExecutor(StepExecutor):
             self._actor = None
             self._run_constants = None
         self._transport = None
+        self._pending_drain = None
         if self._connected:
             self._connected = False
             disconnect(True)
@@ -164,6 +166,7 @@ class RayExecutor(StepExecutor):
         assert self._transport is not None
         if self._actor is not None:
             ray.kill(self._actor, no_restart=True)  # a frozen actor must not come back half-way
+        self._pending_drain = None
         self._start_actor(context)
         assert self._actor is not None
         self._actor.commit.remote(self._transport.version, self._transport.committed)
@@ -171,8 +174,12 @@ class RayExecutor(StepExecutor):
     def _ask_actor(self, method: str, context: BaseStepContext, *args: Any) -> Any:
         """One call to the context actor, bounded by ``ray.actor_timeout_s``; None if it had to be replaced."""
         assert self._actor is not None
+        return self._answer(getattr(self._actor, method).remote(*args), context)
+
+    def _answer(self, call: ray.ObjectRef, context: BaseStepContext) -> Any:
+        """The context actor's answer to ``call``, bounded by ``ray.actor_timeout_s``; None if it had to be replaced."""
         try:
-            return ray.get(getattr(self._actor, method).remote(*args), timeout=self._settings.actor_timeout_s)
+            return ray.get(call, timeout=self._settings.actor_timeout_s)
         except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
             self._replace_actor(context)
             return None
@@ -250,7 +257,7 @@ class RayExecutor(StepExecutor):
         watch = StartWatch(time.monotonic())
         while not ray.wait([ref], timeout=self._settings.progress_interval_s)[0]:
             now = time.monotonic()
-            node = watch.update(self._relay(context, token).get(token), now)
+            node = watch.update(self._poll(context, token, now), now)
             if node is not None:
                 self._nodes[step.name] = node or None
             if mode == "execute" and guard.interrupted:
@@ -287,6 +294,8 @@ class RayExecutor(StepExecutor):
         else:
             if report.batches_sent:
                 self._relay(context, token, tolerant=failing)
+            else:
+                self._pending_drain = None  # it can hold start markers only: this task shipped no batch
             self._transport.apply(report.fields, changed_ref)
             self._replay(context, report.events, tolerant=failing)
             self._nodes[step_name_of(token)] = report.node_id
@@ -302,14 +311,48 @@ class RayExecutor(StepExecutor):
             f"cluster total: {ray.cluster_resources()}"
         )
 
-    def _relay(self, context: BaseStepContext, token: str, tolerant: bool = False) -> dict[str, str]:
-        """Replay the actor's undelivered events into the caller's runtime context.
+    def _poll(self, context: BaseStepContext, token: str, now: float) -> str | None:
+        """The wait loop's relay, which never waits for the actor: task ``token``'s start marker, if news.
 
-        Returns the start markers (task token → node id). If the actor died or froze,
-        a new one replaces it and the in-flight task ``token`` counts as started on
-        an unknown node, since its marker went with the old actor. ``tolerant``: the
-        run is already failing, so a callback that raises again is not raised.
+        Takes the answer to the drain sent one tick earlier, if it came, and sends the
+        next. So the actor's start (a new process) overlaps the first step instead of
+        delaying it; an actor silent for ``ray.actor_timeout_s`` is replaced, as in
+        ``_relay`` (the marker then reads "": started, node unknown).
         """
+        assert self._actor is not None
+        if self._pending_drain is not None:
+            call, sent = self._pending_drain
+            if not ray.wait([call], timeout=0)[0]:
+                if now - sent <= self._settings.actor_timeout_s:
+                    return None
+                self._replace_actor(context)
+                return ""
+            self._pending_drain = None
+            drained = self._answer(call, context)
+            if drained is None:
+                return ""
+            started, events = drained
+            self._replay(context, events, tolerant=False)
+            self._pending_drain = (self._actor.drain.remote(), now)
+            return started.get(token)
+        self._pending_drain = (self._actor.drain.remote(), now)
+        return None
+
+    def _relay(self, context: BaseStepContext, token: str, tolerant: bool = False) -> dict[str, str]:
+        """Replay the actor's undelivered events into the caller's runtime context, waiting for them.
+
+        Returns the start markers (task token → node id). A drain ``_poll`` sent is
+        answered first (order). If the actor died or froze, a new one replaces it and
+        the in-flight task ``token`` counts as started on an unknown node, since its
+        marker went with the old actor. ``tolerant``: the run is already failing, so a
+        callback that raises again is not raised.
+        """
+        pending, self._pending_drain = self._pending_drain, None
+        if pending is not None:
+            drained = self._answer(pending[0], context)
+            if drained is None:
+                return {token: ""}
+            self._replay(context, drained[1], tolerant)
         drained = self._ask_actor("drain", context)
         if drained is None:
             return {token: ""}
