@@ -24,42 +24,51 @@ import ray
 
 from ray_backend import stored_fields
 from ray_backend.stored_fields import ReturnedValue, StoredField
-from synapse_steps.result import is_step_result
+from synapse_steps.result import StepResult, is_step_result
 
 STEP_RESULTS = "step_results"  # the context field that holds the results so far
 _PARTS = ("data", "rollback_data")
 
-Swap = Callable[[str, Any], Any]  # (key, value) -> the value to put in its place
+Swap = Callable[[str, str, Any], Any]  # (part, key, value) -> the value to put in its place
 
 
 def swap(result: Any, replace: Swap) -> Any:
-    """``result`` itself when ``replace`` keeps every value, else a shallow copy holding the new ones."""
-    if not is_step_result(result):
+    """``result`` itself when ``replace`` keeps every value, else a shallow copy holding the new ones.
+
+    Runs over every result for every step: it allocates nothing while nothing changes.
+    """
+    if not isinstance(result, StepResult) and not is_step_result(result):
         return result
     changed: dict[str, dict[str, Any]] = {}
     for part in _PARTS:
         values = getattr(result, part, None)
         if not isinstance(values, dict):
             continue
-        new = {key: replace(f"{part}:{key}", value) for key, value in values.items()}
-        if any(new[key] is not values[key] for key in values):
+        new: dict[str, Any] | None = None
+        for key, value in values.items():
+            out = replace(part, key, value)
+            if out is not value:
+                if new is None:
+                    new = dict(values)
+                new[key] = out
+        if new is not None:
             changed[part] = new
     if not changed:
         return result
     result = copy.copy(result)
-    for part, new in changed.items():
-        setattr(result, part, new)
+    for part, values in changed.items():
+        setattr(result, part, values)
     return result
 
 
 def returned(result: Any, changed_large: dict[str, Any]) -> Any:
     """Worker: move the large values of the step's own result into the task's second return."""
 
-    def move(key: str, value: Any) -> Any:
+    def move(part: str, key: str, value: Any) -> Any:
         if not stored_fields.is_large(value):
             return value
-        changed_large[f"result:{key}"] = value
-        return ReturnedValue(f"result:{key}")
+        changed_large[f"result:{part}:{key}"] = value
+        return ReturnedValue(f"result:{part}:{key}")
 
     return swap(result, move)
 
@@ -80,7 +89,7 @@ class DriverResults:
         new: dict[str, Any] = {}
         seen: set[int] = set()
 
-        def collect(_key: str, value: Any) -> Any:
+        def collect(_part: str, _key: str, value: Any) -> Any:
             if stored_fields.is_large(value):
                 seen.add(id(value))
                 if self._reference(value) is None:
@@ -101,7 +110,7 @@ class DriverResults:
         """The step's own result as the worker returned it, with its large values loaded (zero-copy)."""
         fields: dict[str, StoredField] = {}
 
-        def collect(_key: str, value: Any) -> Any:
+        def collect(_part: str, _key: str, value: Any) -> Any:
             if isinstance(value, ReturnedValue):
                 fields[value.key] = StoredField(changed_ref, value.key)
             return value
@@ -112,13 +121,13 @@ class DriverResults:
         loaded = stored_fields.load(dict(fields))
         for key, field in fields.items():
             self._remember(loaded[key], field, stored_fields.seal(loaded[key]))
-        return swap(result, lambda _key, value: loaded[value.key] if isinstance(value, ReturnedValue) else value)
+        return swap(result, lambda _part, _key, value: loaded[value.key] if isinstance(value, ReturnedValue) else value)
 
     def resolve(self, results: list[Any]) -> list[Any]:
         """Results a worker sent back holding references: the same results with the values they stand for."""
         unknown: dict[str, StoredField] = {}
 
-        def collect(_key: str, value: Any) -> Any:
+        def collect(_part: str, _key: str, value: Any) -> Any:
             if isinstance(value, StoredField) and value not in self._values:
                 unknown[f"u{len(unknown)}"] = value
             return value
@@ -129,11 +138,11 @@ class DriverResults:
             self._remember(value, unknown[key], stored_fields.seal(value))
         return [swap(result, self._as_value) for result in results]
 
-    def _as_reference(self, _key: str, value: Any) -> Any:
+    def _as_reference(self, _part: str, _key: str, value: Any) -> Any:
         reference = self._reference(value) if stored_fields.is_large(value) else None
         return value if reference is None else reference
 
-    def _as_value(self, _key: str, value: Any) -> Any:
+    def _as_value(self, _part: str, _key: str, value: Any) -> Any:
         return self._values[value] if isinstance(value, StoredField) else value
 
     def _reference(self, value: Any) -> StoredField | None:
@@ -162,7 +171,7 @@ class LoadedResults:
         """``results`` with every reference replaced by its value (one ``ray.get`` per object)."""
         fields: dict[str, StoredField] = {}
 
-        def collect(_key: str, value: Any) -> Any:
+        def collect(_part: str, _key: str, value: Any) -> Any:
             if isinstance(value, StoredField):
                 fields[f"f{len(fields)}"] = value
             return value
@@ -175,12 +184,12 @@ class LoadedResults:
         by_field = {field: loaded[key] for key, field in fields.items()}
         for field, value in by_field.items():
             self._origin[id(value)] = (value, field)
-        return [swap(result, lambda _k, v: by_field[v] if isinstance(v, StoredField) else v) for result in results]
+        return [swap(result, lambda _p, _k, v: by_field[v] if isinstance(v, StoredField) else v) for result in results]
 
     def by_reference(self, results: list[Any]) -> list[Any]:
         """``results`` with every value still as loaded (and unchangeable) back as its reference."""
 
-        def back(_key: str, value: Any) -> Any:
+        def back(_part: str, _key: str, value: Any) -> Any:
             origin = self._origin.get(id(value))
             if origin is not None and origin[0] is value and stored_fields.is_immutable(value):
                 return origin[1]
