@@ -72,6 +72,7 @@ class RayExecutor(StepExecutor):
         self._settings = self._config.ray
         self._connected = False
         self._actor: ray.actor.ActorHandle | None = None
+        self._actor_ready: ray.ObjectRef | None = None  # resolves once the actor's process is up
         self._run_constants: RunConstants | None = None
         self._transport: ContextTransport | None = None
         self._resources: dict[str, StepResources] = {}
@@ -129,7 +130,10 @@ class RayExecutor(StepExecutor):
 
     def close(self) -> None:
         if self._actor is not None:
-            ray.kill(self._actor, no_restart=True)
+            if ray.wait([self._actor_ready], timeout=0)[0]:
+                ray.kill(self._actor, no_restart=True)
+            else:  # still starting (a short run): a kill now makes Ray log errors; it ends itself once up
+                self._actor.exit.remote()
             self._actor = None
             self._run_constants = None
         self._transport = None
@@ -152,6 +156,7 @@ class RayExecutor(StepExecutor):
             )
             .remote()
         )
+        self._actor_ready = self._actor.__ray_ready__.remote()
         self._run_constants = RunConstants(
             type(context), context.runtime_ctx.env, context.runtime_ctx.job_id,
             self._settings.progress_interval_s, self._actor, runtime_spec(context.runtime_ctx, self.actor_name),
