@@ -32,6 +32,9 @@ from synapse_steps.result import StepResult
 from synapse_steps.step import BaseStep
 
 _run_step_task = ray.remote(run_step)
+# How long a new context actor may take to start (a Python process; slow on a busy machine)
+# before it counts as lost; ``ray.actor_timeout_s`` applies once it is up.
+_ACTOR_START_TIMEOUT_S = 60.0
 _log = logging.getLogger("synapse_steps.ray")
 
 
@@ -73,6 +76,7 @@ class RayExecutor(StepExecutor):
         self._connected = False
         self._actor: ray.actor.ActorHandle | None = None
         self._actor_ready: ray.ObjectRef | None = None  # resolves once the actor's process is up
+        self._actor_started = 0.0
         self._run_constants: RunConstants | None = None
         self._transport: ContextTransport | None = None
         self._resources: dict[str, StepResources] = {}
@@ -157,6 +161,7 @@ class RayExecutor(StepExecutor):
             .remote()
         )
         self._actor_ready = self._actor.__ray_ready__.remote()
+        self._actor_started = time.monotonic()
         self._run_constants = RunConstants(
             type(context), context.runtime_ctx.env, context.runtime_ctx.job_id,
             self._settings.progress_interval_s, self._actor, runtime_spec(context.runtime_ctx, self.actor_name),
@@ -182,8 +187,14 @@ class RayExecutor(StepExecutor):
         return self._answer(getattr(self._actor, method).remote(*args), context)
 
     def _answer(self, call: ray.ObjectRef, context: BaseStepContext) -> Any:
-        """The context actor's answer to ``call``, bounded by ``ray.actor_timeout_s``; None if it had to be replaced."""
+        """The context actor's answer to ``call``, bounded by ``ray.actor_timeout_s``; None if it had to be replaced.
+
+        The time limit counts from when the actor is up: its start (a new process, slow
+        on a busy machine) gets ``_ACTOR_START_TIMEOUT_S``.
+        """
         try:
+            if not ray.wait([self._actor_ready], timeout=_ACTOR_START_TIMEOUT_S)[0]:
+                raise ray.exceptions.GetTimeoutError("the context actor did not start")
             return ray.get(call, timeout=self._settings.actor_timeout_s)
         except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
             self._replace_actor(context)
@@ -328,6 +339,9 @@ class RayExecutor(StepExecutor):
         if self._pending_drain is not None:
             call, sent = self._pending_drain
             if not ray.wait([call], timeout=0)[0]:
+                if not self._actor_up(now):
+                    self._pending_drain = (call, now)  # the time limit counts from when it is up
+                    return None
                 if now - sent <= self._settings.actor_timeout_s:
                     return None
                 self._replace_actor(context)
@@ -342,6 +356,10 @@ class RayExecutor(StepExecutor):
             return started.get(token)
         self._pending_drain = (self._actor.drain.remote(), now)
         return None
+
+    def _actor_up(self, now: float) -> bool:
+        """Whether the actor's process is up; one still starting after ``_ACTOR_START_TIMEOUT_S`` counts as up."""
+        return bool(ray.wait([self._actor_ready], timeout=0)[0]) or now - self._actor_started > _ACTOR_START_TIMEOUT_S
 
     def _relay(self, context: BaseStepContext, token: str, tolerant: bool = False) -> dict[str, str]:
         """Replay the actor's undelivered events into the caller's runtime context, waiting for them.
