@@ -152,7 +152,7 @@ class RayExecutor(StepExecutor):
         # affinity (it needs no resources, and that node lives as long as the driver): Ray
         # does not honour *soft* affinity to the head node for actors.
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-        self._actor = (
+        actor = (
             ray.remote(RunState)
             .options(
                 name=self.actor_name, namespace=self._settings.namespace, num_cpus=0, max_restarts=0,
@@ -160,7 +160,8 @@ class RayExecutor(StepExecutor):
             )
             .remote()
         )
-        self._actor_ready = self._actor.__ray_ready__.remote()
+        self._actor = actor
+        self._actor_ready = actor.__ray_ready__.remote()
         self._actor_started = time.monotonic()
         self._run_constants = RunConstants(
             type(context), context.runtime_ctx.env, context.runtime_ctx.job_id,
