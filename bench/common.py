@@ -56,10 +56,28 @@ def calibrate(seconds: float) -> int:
     return max(1, int(probe * seconds / elapsed))
 
 
+def as_installed() -> None:
+    """Measure what an installed synapse-steps costs: its own modules travel by reference.
+
+    Run from a checkout (``PYTHONPATH=$PWD``), the library is no installed distribution,
+    so ``code_shipping`` would send ``synapse_steps`` and ``ray_backend`` by value with
+    every task (~10 ms per task on 2 cores); installed, workers import them. The workers
+    of the local Ray started here inherit ``PYTHONPATH`` and import them as well.
+    """
+    from ray_backend import code_shipping
+
+    shipped = code_shipping.is_user_module
+    own = ("synapse_steps", "ray_backend")
+    code_shipping.is_user_module = lambda module: (  # type: ignore[assignment]
+        shipped(module) and getattr(module, "__name__", "").partition(".")[0] not in own
+    )
+
+
 def main_on_local_ray(run: Callable[[], list[str]]) -> None:
-    """Run a benchmark on its own fresh 2-CPU local Ray and print its table rows."""
+    """Run a benchmark on its own fresh 2-CPU local Ray (library as if installed) and print its table rows."""
     import ray
 
+    as_installed()
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
     try:
         print("\n".join(run()))

@@ -112,7 +112,8 @@ def run() -> list[str]:
             "≤ 1.2×", runs[10].median_s / once.median_s <= 1.2,
             f"10 steps vs one put + one task; runs of 1/10/50 steps: {ms[1]}/{ms[10]}/{ms[50]} ms"),
         row("P4 vs 10 tasks", f"{runs[10].median_s * 1e3:.0f} ms", f"{ten.median_s * 1e3:.0f} ms",
-            runs[10].median_s / ten.median_s, "report", True, "same 10 steps vs one put + 10 bare tasks reading it"),
+            runs[10].median_s / ten.median_s, "≤ 1.5×", runs[10].median_s / ten.median_s <= 1.5,
+            "same 10 steps vs one put + 10 bare tasks reading it"),
         row("P4 flat", f"{big * 1e3:.2f} ms/step", f"{small * 1e3:.2f} ms/step", big / small, "≈ 1× (flat)",
             big / small <= 1.2, "median reading step with a 100 MiB array in the context vs 1 KiB (50-step runs)"),
     ]

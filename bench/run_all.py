@@ -1,6 +1,7 @@
 """Run every benchmark and print one Markdown table of ratios (never fails on speed).
 
-    python bench/run_all.py            # about 5 minutes on 2 cores
+    python bench/run_all.py            # about 15 minutes on 2 cores
+    python bench/run_all.py --quick    # the cost curves at smaller sizes (see bench/curves.py)
 
 Each benchmark runs in its own process (its own local Ray), one after another, so
 they do not disturb each other. P6 needs Prefect (pip install ".[bench]").
@@ -28,6 +29,7 @@ SCRIPTS = [
     "p6_prefect_comparison.py",
     "p7_first_run.py",
     "p8_journal.py",
+    "curves.py",  # also writes bench/curves.png
 ]
 
 
@@ -45,7 +47,10 @@ def main() -> int:
     rows = []
     for script in SCRIPTS:
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, str(HERE / script)], capture_output=True, text=True, timeout=900)
+        flags = [flag for flag in sys.argv[1:] if flag == "--quick"]
+        proc = subprocess.run(
+            [sys.executable, str(HERE / script), *flags], capture_output=True, text=True, timeout=1800
+        )
         found = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
         if proc.returncode != 0 or not found:
             tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import ray
+
 from synapse_steps.runtime import RuntimeEvent
 
 
@@ -80,3 +82,7 @@ class RunState:
         """Start markers so far, and every undelivered event in send order."""
         batches, self._batches = self._batches, []
         return dict(self._started), [event for _, events in batches for event in events]
+
+    def exit(self) -> None:
+        """End this actor after the calls sent before this one (the driver's close, while it started)."""
+        ray.actor.exit_actor()

@@ -33,6 +33,9 @@ from synapse_steps.result import StepResult
 from synapse_steps.step import BaseStep
 
 _run_step_task = ray.remote(run_step)
+# How long a new context actor may take to start (a Python process; slow on a busy machine)
+# before it counts as lost; ``ray.actor_timeout_s`` applies once it is up.
+_ACTOR_START_TIMEOUT_S = 60.0
 _log = logging.getLogger("synapse_steps.ray")
 
 
@@ -73,11 +76,14 @@ class RayExecutor(StepExecutor):
         self._settings = self._config.ray
         self._connected = False
         self._actor: ray.actor.ActorHandle | None = None
+        self._actor_ready: ray.ObjectRef | None = None  # resolves once the actor's process is up
+        self._actor_started = 0.0
         self._run_constants: RunConstants | None = None
         self._transport: ContextTransport | None = None
         self._resources: dict[str, StepResources] = {}
         self._nodes: dict[str, str | None] = {}
         self._never_started: set[str] = set()
+        self._pending_drain: tuple[ray.ObjectRef, float] | None = None  # (drain call, when it was sent)
         self.actor_name: str | None = None
 
     @property
@@ -146,10 +152,14 @@ class RayExecutor(StepExecutor):
     def close(self) -> None:
         """Kill the run's context actor and disconnect from Ray if ``open`` connected (a joined cluster stays up)."""
         if self._actor is not None:
-            ray.kill(self._actor, no_restart=True)
+            if ray.wait([self._actor_ready], timeout=0)[0]:
+                ray.kill(self._actor, no_restart=True)
+            else:  # still starting (a short run): a kill now makes Ray log errors; it ends itself once up
+                self._actor.exit.remote()
             self._actor = None
             self._run_constants = None
         self._transport = None
+        self._pending_drain = None
         if self._connected:
             self._connected = False
             disconnect(True)
@@ -160,7 +170,7 @@ class RayExecutor(StepExecutor):
         # affinity (it needs no resources, and that node lives as long as the driver): Ray
         # does not honour *soft* affinity to the head node for actors.
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-        self._actor = (
+        actor = (
             ray.remote(RunState)
             .options(
                 name=self.actor_name, namespace=self._settings.namespace, num_cpus=0, max_restarts=0,
@@ -168,6 +178,9 @@ class RayExecutor(StepExecutor):
             )
             .remote()
         )
+        self._actor = actor
+        self._actor_ready = actor.__ray_ready__.remote()
+        self._actor_started = time.monotonic()
         self._run_constants = RunConstants(
             type(context), context.runtime_ctx.env, context.runtime_ctx.job_id,
             self._settings.progress_interval_s, self._actor, runtime_spec(context.runtime_ctx, self.actor_name),
@@ -183,6 +196,7 @@ class RayExecutor(StepExecutor):
         assert self._transport is not None
         if self._actor is not None:
             ray.kill(self._actor, no_restart=True)  # a frozen actor must not come back half-way
+        self._pending_drain = None
         self._start_actor(context)
         assert self._actor is not None
         self._actor.commit.remote(self._transport.version, self._transport.committed)
@@ -190,8 +204,18 @@ class RayExecutor(StepExecutor):
     def _ask_actor(self, method: str, context: BaseStepContext, *args: Any) -> Any:
         """One call to the context actor, bounded by ``ray.actor_timeout_s``; None if it had to be replaced."""
         assert self._actor is not None
+        return self._answer(getattr(self._actor, method).remote(*args), context)
+
+    def _answer(self, call: ray.ObjectRef, context: BaseStepContext) -> Any:
+        """The context actor's answer to ``call``, bounded by ``ray.actor_timeout_s``; None if it had to be replaced.
+
+        The time limit counts from when the actor is up: its start (a new process, slow
+        on a busy machine) gets ``_ACTOR_START_TIMEOUT_S``.
+        """
         try:
-            return ray.get(getattr(self._actor, method).remote(*args), timeout=self._settings.actor_timeout_s)
+            if not ray.wait([self._actor_ready], timeout=_ACTOR_START_TIMEOUT_S)[0]:
+                raise ray.exceptions.GetTimeoutError("the context actor did not start")
+            return ray.get(call, timeout=self._settings.actor_timeout_s)
         except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
             self._replace_actor(context)
             return None
@@ -203,11 +227,14 @@ class RayExecutor(StepExecutor):
         token = f"{mode}:{step.name}:{uuid.uuid4().hex[:8]}"
         options = step_task_options(mode, step.name, resources, self._settings, self._nodes.get(step.name))
         reraise = reraised_exceptions(resources) if mode == "execute" else ()
+        sent = self._transport.result_by_reference(result) if result is not None else None
         report_ref, changed_ref = _run_step_task.options(**options).remote(
-            mode, step, self._run_constants, self._transport.snapshot(), token, result, reraise
+            mode, step, self._run_constants, self._transport.snapshot(), token, sent, reraise
         )
         report = self._await(report_ref, changed_ref, step, mode, token, resources, context)
         self._take_state(report, changed_ref, context, token)
+        if report.result is not None:
+            report.result = self._transport.receive_result(report.result, changed_ref)
         return report
 
     def _await(
@@ -267,7 +294,7 @@ class RayExecutor(StepExecutor):
         watch = StartWatch(time.monotonic())
         while not ray.wait([ref], timeout=self._settings.progress_interval_s)[0]:
             now = time.monotonic()
-            node = watch.update(self._relay(context, token).get(token), now)
+            node = watch.update(self._poll(context, token, now), now)
             if node is not None:
                 self._nodes[step.name] = node or None
             if mode == "execute" and guard.interrupted:
@@ -304,6 +331,8 @@ class RayExecutor(StepExecutor):
         else:
             if report.batches_sent:
                 self._relay(context, token, tolerant=failing)
+            else:
+                self._pending_drain = None  # it can hold start markers only: this task shipped no batch
             self._transport.apply(report.fields, changed_ref)
             self._replay(context, report.events, tolerant=failing)
             self._nodes[step_name_of(token)] = report.node_id
@@ -319,24 +348,70 @@ class RayExecutor(StepExecutor):
             f"cluster total: {ray.cluster_resources()}"
         )
 
-    def _relay(self, context: BaseStepContext, token: str, tolerant: bool = False) -> dict[str, str]:
-        """Replay the actor's undelivered events into the caller's runtime context.
+    def _poll(self, context: BaseStepContext, token: str, now: float) -> str | None:
+        """The wait loop's relay, which never waits for the actor: task ``token``'s start marker, if news.
 
-        Returns the start markers (task token → node id). If the actor died or froze,
-        a new one replaces it and the in-flight task ``token`` counts as started on
-        an unknown node, since its marker went with the old actor. ``tolerant``: the
-        run is already failing, so a callback that raises again is not raised.
+        Takes the answer to the drain sent one tick earlier, if it came, and sends the
+        next. So the actor's start (a new process) overlaps the first step instead of
+        delaying it; an actor silent for ``ray.actor_timeout_s`` is replaced, as in
+        ``_relay`` (the marker then reads "": started, node unknown).
         """
+        assert self._actor is not None
+        if self._pending_drain is not None:
+            call, sent = self._pending_drain
+            if not ray.wait([call], timeout=0)[0]:
+                if not self._actor_up(now):
+                    self._pending_drain = (call, now)  # the time limit counts from when it is up
+                    return None
+                if now - sent <= self._settings.actor_timeout_s:
+                    return None
+                self._replace_actor(context)
+                return ""
+            self._pending_drain = None
+            drained = self._answer(call, context)
+            if drained is None:
+                return ""
+            started: dict[str, str]
+            started, events = drained
+            self._deliver(context, token, events, tolerant=False)
+            self._pending_drain = (self._actor.drain.remote(), now)
+            return started.get(token)
+        self._pending_drain = (self._actor.drain.remote(), now)
+        return None
+
+    def _actor_up(self, now: float) -> bool:
+        """Whether the actor's process is up; one still starting after ``_ACTOR_START_TIMEOUT_S`` counts as up."""
+        return bool(ray.wait([self._actor_ready], timeout=0)[0]) or now - self._actor_started > _ACTOR_START_TIMEOUT_S
+
+    def _relay(self, context: BaseStepContext, token: str, tolerant: bool = False) -> dict[str, str]:
+        """Replay the actor's undelivered events into the caller's runtime context, waiting for them.
+
+        Returns the start markers (task token → node id). A drain ``_poll`` sent is
+        answered first (order). If the actor died or froze, a new one replaces it and
+        the in-flight task ``token`` counts as started on an unknown node, since its
+        marker went with the old actor. ``tolerant``: the run is already failing, so a
+        callback that raises again is not raised.
+        """
+        pending, self._pending_drain = self._pending_drain, None
+        if pending is not None:
+            drained = self._answer(pending[0], context)
+            if drained is None:
+                return {token: ""}
+            self._deliver(context, token, drained[1], tolerant)
         drained = self._ask_actor("drain", context)
         if drained is None:
             return {token: ""}
         started: dict[str, str]
         started, events = drained
+        self._deliver(context, token, events, tolerant)
+        return started
+
+    def _deliver(self, context: BaseStepContext, token: str, events: list[Any], tolerant: bool) -> None:
+        """Replay drained events; a worker's ``ctx.commit()`` among them is journaled, then acknowledged."""
         commits = [e.data["n"] for e in events if e.kind == COMMIT_EVENT]
         self._replay(context, events, tolerant)
         if commits:
             self._journal_commit(context, token, max(commits))
-        return started
 
     def _journal_commit(self, context: BaseStepContext, token: str, number: int) -> None:
         """A worker's ``ctx.commit()``: its state into the caller's context, the journal, then the ack."""

@@ -26,16 +26,26 @@ def check_serializable(context: Any, steps: Sequence[BaseStep[Any]]) -> None:
     runtime instead (``runtime_shipping``).
     """
     ship_runtime(context.runtime_ctx)
-    _try(type(context), f"the context class {type(context).__qualname__}")
+    small = {name: value for name, value in read_state(context).items() if not stored_fields.is_large(value)}
     for name, value in read_state(context).items():
         _refuse_open_file(value, f"context field '{name}'")
-        if not stored_fields.is_large(value):
-            _try(value, f"context field '{name}' ({type(value).__name__})")
     for step in steps:
-        what = f"step '{step.name}' ({type(step).__qualname__})"
         for attribute, value in getattr(step, "__dict__", {}).items():
-            _refuse_open_file(value, f"{what} → .{attribute}")
-        _try(step, what)
+            _refuse_open_file(value, f"{_step(step)} → .{attribute}")
+    try:  # one pass in the common case (a class shipped by value is pickled once, not once per step)
+        stored_fields.dumps_without_refs((type(context), small, list(steps)))
+        return
+    except Exception:  # noqa: BLE001 - pickling raises many types; find the culprit below
+        pass
+    _try(type(context), f"the context class {type(context).__qualname__}")
+    for name, value in small.items():
+        _try(value, f"context field '{name}' ({type(value).__name__})")
+    for step in steps:
+        _try(step, _step(step))
+
+
+def _step(step: BaseStep[Any]) -> str:
+    return f"step '{step.name}' ({type(step).__qualname__})"
 
 
 # How deep into nested dicts, lists, tuples, sets and dataclasses to look for open files.

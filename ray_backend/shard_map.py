@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -12,8 +13,14 @@ from ray_backend.task_options import shard_task_options
 from synapse_steps.fanout import ProgressSink, ShardOptions, shard_failure
 
 
-def _apply(fn: Callable[[Any], Any], item: Any) -> Any:
-    return fn(item)
+@functools.lru_cache(maxsize=8)
+def _loaded(blob: bytes) -> Callable[[Any], Any]:
+    return cloudpickle.loads(blob)  # type: ignore[no-any-return]
+
+
+def _apply(fn: bytes | Callable[[Any], Any], item: Any) -> Any:
+    """One shard. A small ``fn`` comes pickled (once per map, unpickled once per worker)."""
+    return (_loaded(fn) if isinstance(fn, bytes) else fn)(item)
 
 
 _shard_task = ray.remote(_apply)
@@ -26,16 +33,17 @@ _SETTLE_GRACE_S = 1.0
 def map_on_ray(fn: Callable[[Any], Any], items: Iterable[Any], options: ShardOptions, progress: ProgressSink) -> list[Any]:
     """Run ``fn(item)`` for every item as Ray tasks with the shard resources.
 
-    A small ``fn`` travels inline with each shard (an ObjectRef argument costs a
-    dependency wait per task); a large one (a closure over data) is stored once. At most ``max_in_flight`` shards
-    are submitted at a time (default: four times what the cluster can run at once, at least 8), so a
+    A small ``fn`` travels inline with each shard, pickled once (an ObjectRef argument
+    costs a dependency wait per task); a large one (a closure over data) is stored once.
+    At most ``max_in_flight`` shards are submitted at a time (default: four times what the cluster can run at once, at least 8), so a
     100k-shard map does not flood the scheduler. The first failure stops the
     shards still in flight (see ``_settle``) and raises ``ShardFailedError``.
     """
     shards = list(items)
     task = _shard_task.options(**shard_task_options(options))
     limit = options.max_in_flight or _default_in_flight(options)
-    fn_arg = fn if len(cloudpickle.dumps(fn)) < _INLINE_FN_BYTES else ray.put(fn)
+    blob = cloudpickle.dumps(fn)
+    fn_arg: bytes | ray.ObjectRef = blob if len(blob) < _INLINE_FN_BYTES else ray.put(fn)
     results: dict[int, Any] = {}
     pending: dict[ray.ObjectRef, int] = {}
     feed: Iterator[tuple[int, Any]] = iter(enumerate(shards))
@@ -49,16 +57,22 @@ def map_on_ray(fn: Callable[[Any], Any], items: Iterable[Any], options: ShardOpt
     try:
         top_up()
         while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for ref in done:
+            refs = list(pending)
+            ray.wait(refs, num_returns=1)
+            done, _ = ray.wait(refs, num_returns=len(refs), timeout=0)  # every shard done by now, in one pass
+            try:
+                values = ray.get(done)
+            except ray.exceptions.RayError:
+                values = None  # one failed: find it below, keeping the others
+            for position, ref in enumerate(done):
                 index = pending.pop(ref)
                 try:
-                    results[index] = ray.get(ref)
+                    results[index] = values[position] if values is not None else ray.get(ref)
                 except ray.exceptions.RayError as exc:
                     cause = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) and exc.cause else exc
                     _settle(pending, results)
                     raise shard_failure(index, len(shards), cause, results) from None
-                progress(len(results), len(shards))
+            progress(len(results), len(shards))
             top_up()
     except BaseException:
         _settle(pending, results)  # a cancelled step (KeyboardInterrupt) or a timeout: stop the shards in flight

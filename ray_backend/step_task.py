@@ -20,10 +20,11 @@ from typing import Any
 import ray
 from ray import cloudpickle
 
-from ray_backend import stored_fields
+from ray_backend import stored_fields, stored_results
 from ray_backend.context_state import build_context
 from ray_backend.runtime_shipping import RuntimeSpec, activate
 from ray_backend.stored_fields import NewLargeValue, StoredField
+from ray_backend.stored_results import STEP_RESULTS, LoadedResults
 from ray_backend.task_report import TaskReport
 from ray_backend.worker_runtime import WorkerRuntime
 from ray_backend.worker_state import WorkerState
@@ -64,11 +65,16 @@ def run_step(
     node_id = ray.get_runtime_context().get_node_id()
     run.actor.started.remote(token, node_id)
     values = stored_fields.load(snapshot)
+    results = LoadedResults()
+    if isinstance(values.get(STEP_RESULTS), list):
+        values[STEP_RESULTS] = results.load(values[STEP_RESULTS])
+    if rollback_of is not None:
+        rollback_of = results.load([rollback_of])[0]
     runtime = WorkerRuntime(run.env, run.job_id, run.actor, token, run.flush_interval_s, journaled=run.journaled)
     facing = run.runtime.build(runtime)  # the user's runtime context, reporting through ``runtime``
     ctx = build_context(run.context_cls, values, facing)
     runtime.logger.set_step(ctx.current_step, ctx.current_step_order)  # attribute logger calls to the step
-    state = WorkerState(snapshot, values, ctx)
+    state = WorkerState(snapshot, values, ctx, results)
     report = TaskReport(node_id=node_id, fields={})
     runtime.start_shipping(state.live)
     activate(facing)
@@ -91,6 +97,8 @@ def run_step(
         except Exception:  # noqa: BLE001 - the report below carries the state too
             pass
     report.fields, changed_large = state.final()
+    if report.result is not None:
+        report.result = stored_results.returned(report.result, changed_large)
     _refuse_unsendable(report, step.name, mode)
     report.events = runtime.take_pending()
     report.batches_sent = runtime.batches_sent
@@ -102,18 +110,17 @@ def _refuse_unsendable(report: TaskReport, step_name: str, mode: str) -> None:
 
     Otherwise Ray fails to send the report back with only "cannot pickle '_thread.lock'
     object". The field keeps the value the driver had; the step's own error, if any, stays first.
-    References into the object store are left out: pickling an ObjectRef outside Ray's own
-    serializer would pin its object for good.
+    References into the object store are left out (``dumps_without_refs``).
     """
     small = {k: v for k, v in report.fields.items() if not isinstance(v, (StoredField, NewLargeValue))}
     try:
-        cloudpickle.dumps(small)  # one pass in the common case; field by field only to name the culprit
+        stored_fields.dumps_without_refs(small)  # one pass in the common case; field by field only to name it
         return
     except Exception:  # noqa: BLE001 - pickling raises many types
         pass
     for name, value in small.items():
         try:
-            cloudpickle.dumps(value)
+            stored_fields.dumps_without_refs(value)
         except Exception as exc:  # noqa: BLE001 - pickling raises many types
             del report.fields[name]
             problem = (

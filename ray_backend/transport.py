@@ -2,7 +2,9 @@
 
 Keeps, per large field, the object last stored and its reference, so a value that
 has not been replaced is never stored again, and the caller's context receives a
-large value only when a step replaced it.
+large value only when a step replaced it. Each value stored is sealed (``stored_fields.seal``)
+so that it cannot change in place unseen; one that did change anyway is stored again.
+Large values inside step results travel the same way (``stored_results``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import ray
 from ray_backend import stored_fields
 from ray_backend.context_state import read_state, write_state
 from ray_backend.stored_fields import NewLargeValue, StoredField
+from ray_backend.stored_results import STEP_RESULTS, DriverResults
 
 
 class ContextTransport:
@@ -21,7 +24,8 @@ class ContextTransport:
 
     def __init__(self, context: Any) -> None:
         self._context = context
-        self._stored: dict[str, tuple[Any, StoredField]] = {}
+        self._stored: dict[str, tuple[Any, StoredField, bytes | None]] = {}
+        self._results = DriverResults()
         self.version = 0
         self.committed: dict[str, Any] = {}
 
@@ -31,18 +35,28 @@ class ContextTransport:
         to_store: dict[str, Any] = {}
         for name, value in read_state(self._context).items():
             known = self._stored.get(name)
-            if known is not None and known[0] is value:
+            if known is not None and known[0] is value and stored_fields.still_same(value, known[2]):
                 snapshot[name] = known[1]
             elif stored_fields.is_large(value):
                 to_store[name] = value
+            elif name == STEP_RESULTS and isinstance(value, list):
+                snapshot[name] = self._results.by_reference(value)
             else:
                 snapshot[name] = value
         if to_store:
             ref = ray.put(to_store)
             for name, value in to_store.items():
-                snapshot[name] = self._remember(name, value, StoredField(ref, name))
+                snapshot[name] = self._remember(name, value, StoredField(ref, name), stored_fields.seal(value))
         self.committed = snapshot
         return snapshot
+
+    def result_by_reference(self, result: Any) -> Any:
+        """A result on its way to its step's rollback: large values as references."""
+        return self._results.by_reference([result], forget_others=False)[0]
+
+    def receive_result(self, result: Any, changed_ref: ray.ObjectRef) -> Any:
+        """A step's own result as its worker returned it, holding its large values."""
+        return self._results.receive(result, changed_ref)
 
     def apply(self, fields: dict[str, Any], changed_ref: ray.ObjectRef | None) -> None:
         """Make the caller's context hold what a step committed."""
@@ -60,8 +74,13 @@ class ContextTransport:
         state: dict[str, Any] = {}
         for name, value in resolved.items():
             if isinstance(value, StoredField):
-                state[name] = loaded[name] if name in loaded else self._stored[name][0]
-                self._remember(name, state[name], value)
+                if name in loaded:
+                    state[name] = loaded[name]
+                    self._remember(name, state[name], value, stored_fields.seal(state[name]))
+                else:
+                    state[name] = self._stored[name][0]
+            elif name == STEP_RESULTS and isinstance(value, list):
+                state[name] = self._results.resolve(value)
             else:
                 self._stored.pop(name, None)
                 state[name] = value
@@ -69,6 +88,6 @@ class ContextTransport:
         self.version += 1
         self.committed = resolved
 
-    def _remember(self, name: str, value: Any, stored: StoredField) -> StoredField:
-        self._stored[name] = (value, stored)
+    def _remember(self, name: str, value: Any, stored: StoredField, sealed: bytes | None) -> StoredField:
+        self._stored[name] = (value, stored, sealed)
         return stored

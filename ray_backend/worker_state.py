@@ -9,22 +9,21 @@ values it replaced since the step began, never small ones it streamed.
 
 from __future__ import annotations
 
-import pickle
 from typing import Any
-
-from ray import cloudpickle
 
 from ray_backend import stored_fields
 from ray_backend.context_state import read_state
 from ray_backend.stored_fields import NEW_LARGE_VALUE, StoredField
+from ray_backend.stored_results import STEP_RESULTS, LoadedResults
 
 
 class WorkerState:
     """What a running task's context holds compared with its starting snapshot, pickled for shipping."""
 
-    def __init__(self, snapshot: dict[str, Any], loaded: dict[str, Any], context: Any) -> None:
+    def __init__(self, snapshot: dict[str, Any], loaded: dict[str, Any], context: Any, results: LoadedResults) -> None:
         self._snapshot = snapshot
         self._loaded = loaded
+        self._results = results
         self._context = context
         self._last_sent: bytes | None = None
 
@@ -38,7 +37,7 @@ class WorkerState:
         fields: dict[str, Any] = {}
         small: dict[str, Any] = {}
         try:
-            for name, value in read_state(self._context).items():
+            for name, value in self._state().items():
                 before = self._snapshot.get(name)
                 if isinstance(before, StoredField) and value is self._loaded.get(name):
                     fields[name] = before
@@ -56,7 +55,7 @@ class WorkerState:
         """(fields, changed large values): the state the task ends with."""
         fields: dict[str, Any] = {}
         changed_large: dict[str, Any] = {}
-        for name, value in read_state(self._context).items():
+        for name, value in self._state().items():
             before = self._snapshot.get(name)
             if (
                 isinstance(before, StoredField)
@@ -72,11 +71,18 @@ class WorkerState:
         return fields, changed_large
 
 
+    def _state(self) -> dict[str, Any]:
+        """The context's state, with the step results' untouched large values as references."""
+        state = read_state(self._context)
+        if isinstance(state.get(STEP_RESULTS), list):
+            state[STEP_RESULTS] = self._results.by_reference(state[STEP_RESULTS])
+        return state
+
+
 def _fingerprint(values: dict[str, Any]) -> bytes:
     """Bytes that change when ``values`` change: the C pickler (fast, runs every interval
     beside the step), or cloudpickle for what it cannot handle (classes shipped by value)."""
     try:
-        return pickle.dumps(values, protocol=pickle.HIGHEST_PROTOCOL)
+        return stored_fields.dumps_without_refs(values, fast=True)
     except Exception:  # noqa: BLE001 - e.g. a class that exists only by value on this worker
-        data: bytes = cloudpickle.dumps(values)
-        return data
+        return stored_fields.dumps_without_refs(values)
