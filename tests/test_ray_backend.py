@@ -34,18 +34,20 @@ pytestmark = pytest.mark.usefixtures("ray_session")
 
 @pytest.mark.parametrize("fail", [None, "raise"])
 def test_no_context_actor_survives_the_run(fail: str | None) -> None:
-    before = alive_run_actors()
+    executor = RayExecutor(ray_config())
     ctx = KitContext(runtime_ctx=RuntimeContext())
-    orchestrator = Orchestrator(registry_of(KitStep("a"), KitStep("b", fail=fail)), ctx, executor=RayExecutor(ray_config()))
+    orchestrator = Orchestrator(registry_of(KitStep("a"), KitStep("b", fail=fail)), ctx, executor=executor)
     if fail:
         with pytest.raises(StepFailedError):
             orchestrator.execute()
     else:
         orchestrator.execute()
+    assert executor.actor_name is not None
+    # This run's actor, not "no actors": another test's actor may still be exiting on its own.
     deadline = time.monotonic() + 10
-    while alive_run_actors() != before and time.monotonic() < deadline:
+    while executor.actor_name in alive_run_actors() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert alive_run_actors() == before
+    assert executor.actor_name not in alive_run_actors()
 
 
 class SlowTicker(BaseStep[KitContext]):
