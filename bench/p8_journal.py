@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
-from common import measure, row
+from common import as_installed, measure, row
 
 from synapse_steps.journal import Journal, StepEntry, StepStatus
 
@@ -113,6 +113,7 @@ def on_ray(url: str) -> str:
     from ray_backend import RayExecutor
     from synapse_steps import ExecutorConfig
 
+    as_installed()
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="ERROR")
     try:
         runs = {"plain": noop_run(False, RayExecutor(ExecutorConfig(executor="ray"))),
