@@ -161,6 +161,7 @@ def test_skipped_steps_are_never_pending_rollback(journal: Journal) -> None:
     assert got.pending_rollbacks() == ["train"]
 
 
+@pytest.mark.slow
 def test_progress_is_throttled_and_the_last_value_is_kept(journal: Journal) -> None:
     run = start(journal)
     a = run.step_started("load", 0)

@@ -166,6 +166,7 @@ def test_of_two_concurrent_resumes_exactly_one_wins(database: str, request: pyte
     assert [line.split()[1] for line in log(out)] == ["one", "two", "two", "three"], "one resume ran the rest, once"
 
 
+@pytest.mark.slow
 def test_resume_and_rollback_refuse_what_they_cannot_do(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/runs.db"
     unknown = cli("resume", "nope", "--journal", url)
@@ -270,6 +271,7 @@ def test_a_python_run_resumed_with_other_steps_is_refused(tmp_path: Path) -> Non
         assert journal.get_run("r").status is RunStatus.ROLLED_BACK
 
 
+@pytest.mark.slow
 def test_the_upload_example_resumes_where_its_driver_died(tmp_path: Path) -> None:
     """The in-flight upload step restores the files it had recorded: it rewrites them, and the run completes."""
     url, destination = f"sqlite:///{tmp_path}/runs.db", tmp_path / "storage"
@@ -295,6 +297,7 @@ def test_the_upload_example_resumes_where_its_driver_died(tmp_path: Path) -> Non
     assert upload["data"] == {"uploaded": len(expected), "already_present": 0}, "every file is this run's own"
 
 
+@pytest.mark.slow
 def test_a_driver_killed_during_its_rollback_leaves_the_rest_to_rollback(tmp_path: Path) -> None:
     """Step three fails; the driver dies inside step two's rollback: `rollback` redoes two, then one, never three."""
     url, out = f"sqlite:///{tmp_path}/runs.db", tmp_path / "a"

@@ -294,6 +294,7 @@ def test_rollback_retries_run_a_failing_rollback_again(make_executor: Callable[[
     assert orchestrator.records[0].rollback == "done"
 
 
+@pytest.mark.slow
 def test_durations_exclude_rollback_time(make_executor: Callable[[], StepExecutor], tmp_path: Path) -> None:
     path = tmp_path / "journal"
     _ctx, orchestrator, error = run(
