@@ -273,17 +273,23 @@ def test_a_python_run_resumed_with_other_steps_is_refused(tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_the_upload_example_resumes_where_its_driver_died(tmp_path: Path) -> None:
-    """The in-flight upload step restores the files it had recorded: it rewrites them, and the run completes."""
+    """The in-flight upload step restores the files it had recorded: it rewrites them, and the run completes.
+
+    The driver is killed while the step waits after its first file (recorded, then written).
+    """
     url, destination = f"sqlite:///{tmp_path}/runs.db", tmp_path / "storage"
     driver = subprocess.Popen(
         [sys.executable, "-m", "synapse_steps.cli", "run", "examples/upload/action.py:DirectoryUploadAction",
-         "--destination", str(destination), "--delay-s", "0.5", "--journal", url, "--run-id", "up-1"],
-        cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+         "--destination", str(destination), "--delay-s", "1", "--journal", url, "--run-id", "up-1", "--json"],
+        cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
-    deadline = time.monotonic() + 60
-    while len([p for p in destination.rglob("*") if p.is_file()]) < 2:
-        assert time.monotonic() < deadline and driver.poll() is None
-        time.sleep(0.02)
+    assert driver.stdout is not None
+    for line in driver.stdout:
+        event = json.loads(line)
+        if event.get("event") == "log" and event.get("name") == "uploaded":
+            break
+    else:
+        raise AssertionError("the driver ended before its first upload")
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait(timeout=30)
     assert statuses(url)["up-1"] == "interrupted"

@@ -176,10 +176,12 @@ def test_upload_on_ray_stopped_mid_upload_leaves_no_file_it_wrote(destination: P
     env.update({**RAY_ENV, "PYTHONUNBUFFERED": "1"})
     env.pop("RAY_ADDRESS", None)
     if stop == "timeout":
-        env["SYNAPSE_STEPS_STEPS"] = '{"upload": {"timeout_s": 2.5}}'
+        # Long enough for the first file's ctx.commit() (it waits for the run's context actor
+        # to start and, journaled, for the driver) on a loaded machine; shorter than the upload.
+        env["SYNAPSE_STEPS_STEPS"] = '{"upload": {"timeout_s": 5}}'
     args = [
         "run", UPLOAD, "--config", str(UPLOAD_DIR / "ray.yaml"), "--json",
-        "--param", f"destination={destination}", "--param", "delay_s=1",
+        "--param", f"destination={destination}", "--param", "delay_s=2",
     ]
     proc = subprocess.Popen(
         [sys.executable, "-m", "synapse_steps.cli", *args], cwd=destination.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
