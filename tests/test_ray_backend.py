@@ -57,6 +57,7 @@ class SlowTicker(BaseStep[KitContext]):
     progress_weight = 0.6
 
     def execute(self, ctx: KitContext) -> StepResult:
+        ctx.commit()  # returns once the run's context actor is up (on a loaded machine it starts late)
         for i in range(1, 6):
             ctx.set_progress(i, 10)
         time.sleep(3.0)
