@@ -94,6 +94,7 @@ class PacedTicks(KitStep):
         self._n, self._pause = n, pause_s
 
     def execute(self, ctx: KitContext) -> StepResult:
+        ctx.commit()  # on Ray: returns once the run's context actor is up, so no tick waits for its start
         for i in range(1, self._n + 1):
             time.sleep(self._pause)
             ctx.set_progress(i, self._n)
