@@ -105,6 +105,7 @@ class HalfThenWait(KitStep):
     """Reports 1/4 and 2/4 back to back, works for a second without reporting, then 4/4."""
 
     def execute(self, ctx: KitContext) -> StepResult:
+        ctx.commit()  # on Ray: returns once the run's context actor is up, so no report waits for its start
         time.sleep(0.2)
         ctx.set_progress(0, 4)
         time.sleep(0.2)
