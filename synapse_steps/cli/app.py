@@ -157,10 +157,7 @@ def app() -> None:
     """
 
 
-@app.command(cls=ActionCommand, epilog=EXIT_STATUS)
-@_common_options
-@click.option("--json", "json_output", is_flag=True, help="JSON lines on stdout (each with timestamp, run_id, step).")
-@click.option(
+_PROGRESS_EVERY = click.option(
     "--progress-every",
     "progress_every_s",
     type=click.FloatRange(min=0),
@@ -169,6 +166,12 @@ def app() -> None:
     metavar="SECONDS",
     help="Without a terminal: a progress line at most this often and every 10 %, whichever is rarer.",
 )
+
+
+@app.command(cls=ActionCommand, epilog=EXIT_STATUS)
+@_common_options
+@click.option("--json", "json_output", is_flag=True, help="JSON lines on stdout (each with timestamp, run_id, step).")
+@_PROGRESS_EVERY
 @click.option(
     "--run-id",
     callback=lambda ctx, param, value: check_run_id(value),
@@ -194,15 +197,6 @@ def run(ctx: click.Context, /, target: str, json_output: bool, **options: Any) -
     ctx.exit(code)
 
 
-_PROGRESS_EVERY = click.option(
-    "--progress-every",
-    "progress_every_s",
-    type=click.FloatRange(min=0),
-    default=30.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Without a terminal: a progress line at most this often and every 10 %, whichever is rarer.",
-)
 _RUN_JSON = click.option("--json", "json_output", is_flag=True, help="JSON lines on stdout, as 'run --json'.")
 _FORCE = click.option("--force", is_flag=True, help="Go on even if the action's steps changed since the run started.")
 
