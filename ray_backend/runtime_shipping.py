@@ -18,8 +18,6 @@ driver's runtime, whichever interface it has.
 
 from __future__ import annotations
 
-import sys
-import types
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from typing import Any
 from ray import cloudpickle
 from ray.cloudpickle import cloudpickle as _cloudpickle_impl
 
+from ray_backend.process_slots import shared
 from synapse_steps.errors import ContextNotSerializableError
 from synapse_steps.messages import LogLevel
 from synapse_steps.runtime import RuntimeContext, RuntimeEvent
@@ -95,23 +94,8 @@ def runtime_spec(runtime: Any, run_key: str) -> RuntimeSpec:
     return RuntimeSpec(type(runtime), attributes, factories, run_key)
 
 
-# --- per-process state, shared even when this module travels to workers by value ----------------
-_SLOTS = "ray_backend.runtime_shipping.slots"
-
-
-def _slots() -> Any:
-    """A namespace found by name in ``sys.modules``: every by-value copy of this module sees the same one."""
-    slots = sys.modules.get(_SLOTS)
-    if slots is None:
-        fresh: Any = types.ModuleType(_SLOTS)
-        fresh.active = None  # the runtime of the step running in this process (one at a time)
-        fresh.built = {}  # (run key, attribute) -> what its factory returned
-        slots = sys.modules.setdefault(_SLOTS, fresh)
-    return slots
-
-
 def _run_factories(run_key: str, factories: dict[str, Callable[[], Any]]) -> dict[str, Any]:
-    built = _slots().built
+    built = shared().built
     for key in [key for key in built if key[0] != run_key]:
         del built[key]  # a new run on this worker: the previous run's objects go
     for name, factory in factories.items():
@@ -157,7 +141,7 @@ def _task_runtime_proxy() -> TaskRuntimeProxy:
 
 
 def _current() -> Any:
-    runtime = _slots().active
+    runtime = shared().active
     if runtime is None:
         raise RuntimeError("the run's runtime context is only available while a step runs on this worker")
     return runtime
@@ -165,7 +149,7 @@ def _current() -> Any:
 
 def activate(runtime: Any) -> None:
     """Make ``runtime`` the one proxies resolve to in this process (``None``: none)."""
-    _slots().active = runtime
+    shared().active = runtime
 
 
 # --- the way back: worker events into the driver's runtime --------------------------------------

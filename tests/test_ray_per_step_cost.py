@@ -1,0 +1,89 @@
+"""What a step task costs on Ray, kept small: the run's constants travel to each worker
+process once, and the driver's per-step commit to the run's actor is held back after
+short steps — but never for long: the actor catches up while the next step runs."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import ray
+
+from ray_backend import RayExecutor
+from synapse_steps import BaseStep, BaseStepContext, Orchestrator, RuntimeContext, StepRegistry, StepResult
+from tests.conftest import ray_config
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("ray_session")]
+
+
+@dataclass
+class CostContext(BaseStepContext):
+    seen: dict[str, Any] = field(default_factory=dict)
+
+
+class Do(BaseStep[CostContext]):
+    progress_weight = 1.0
+
+    def __init__(self, name: str, body: Callable[[str, CostContext], None]) -> None:
+        self._name, self._body = name, body
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def execute(self, ctx: CostContext) -> StepResult:
+        self._body(self._name, ctx)
+        return StepResult(data={"step": self._name})
+
+
+def run(steps: list[Do], executor: RayExecutor) -> CostContext:
+    registry = StepRegistry[CostContext]()
+    for step in steps:
+        registry.register(step)
+    ctx = CostContext(runtime_ctx=RuntimeContext())
+    Orchestrator(registry, ctx, executor=executor).execute()
+    return ctx
+
+
+def note_constants(name: str, ctx: CostContext) -> None:
+    """Which constants object this worker process used for the run (its cache holds it)."""
+    from ray_backend.process_slots import shared
+
+    mine = [id(c) for c in shared().constants.values() if c.job_id == ctx.runtime_ctx.job_id]
+    ctx.seen[name] = (os.getpid(), mine)
+
+
+def test_a_worker_process_loads_the_runs_constants_once() -> None:
+    ctx = run([Do(f"s{i}", note_constants) for i in range(12)], RayExecutor(ray_config()))
+    by_process: dict[int, set[int]] = {}
+    for pid, ids in ctx.seen.values():
+        assert len(ids) == 1  # exactly this run's constants, cached
+        by_process.setdefault(pid, set()).update(ids)
+    assert all(len(ids) == 1 for ids in by_process.values())  # the same object for every step in that process
+
+
+def test_the_runs_actor_catches_up_with_commits_held_back_after_short_steps() -> None:
+    """Three short steps, then one that waits until the actor's base holds all three results."""
+    def wait_for_base(name: str, ctx: CostContext) -> None:
+        prefix = f"synapse-steps-run-{ctx.runtime_ctx.job_id}-"
+        [actor_name] = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(prefix)]
+        actor = ray.get_actor(actor_name, namespace="synapse-steps")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            _, base = ray.get(actor.committed.remote(), timeout=10)
+            names = [r.data.get("step") for r in base.get("step_results", [])]
+            if names == ["a", "b", "c"]:
+                ctx.seen[name] = time.monotonic() + 10 - deadline
+                return
+            time.sleep(0.01)
+        ctx.seen[name] = f"the actor's base never caught up: {names}"
+
+    ctx = run([Do("a", lambda n, c: None), Do("b", lambda n, c: None), Do("c", lambda n, c: None),
+               Do("wait", wait_for_base)], RayExecutor(ray_config(progress_interval_s=0.05)))
+    waited = ctx.seen["wait"]
+    assert isinstance(waited, float), waited
+    assert waited < 2.0  # a poll tick or two, not the end of the step
