@@ -57,14 +57,27 @@ def is_user_module(module: ModuleType) -> bool:
 
 
 def ship_user_modules() -> list[str]:
-    """Register every loaded user module for pickling by value; returns their names."""
+    """Register every loaded user module for pickling by value; returns their names.
+
+    Runs at every run's start: a module already judged (the same object under the same
+    name) keeps its verdict, so only modules imported since are examined (~1,000 paths
+    resolved otherwise, 5–25 ms per run).
+    """
     tolerate_lazy_type_params()
     shipped = []
     for name, module in list(sys.modules.items()):
-        if isinstance(module, ModuleType) and is_user_module(module):
+        if not isinstance(module, ModuleType):
+            continue
+        judged = _verdicts.get(name)
+        if judged is None or judged[0] is not module:
+            judged = _verdicts[name] = (module, is_user_module(module))
+        if judged[1]:
             cloudpickle.register_pickle_by_value(module)
             shipped.append(name)
     return shipped
+
+
+_verdicts: dict[str, tuple[ModuleType, bool]] = {}  # module name -> (the module judged, is it a user module)
 
 
 def _lazy_typing_member(typevar: Any, name: str, fallback: Any) -> Any:

@@ -33,6 +33,7 @@ from synapse_steps.result import StepResult
 from synapse_steps.step import BaseStep
 
 _run_step_task = ray.remote(run_step)
+_run_state_actor = ray.remote(RunState)  # made remote once: Ray exports its class once per job, not once per run
 # How long a new context actor may take to start (a Python process; slow on a busy machine)
 # before it counts as lost; ``ray.actor_timeout_s`` applies once it is up.
 _ACTOR_START_TIMEOUT_S = 60.0
@@ -173,7 +174,7 @@ class RayExecutor(StepExecutor):
         # does not honour *soft* affinity to the head node for actors.
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         actor = (
-            ray.remote(RunState)
+            _run_state_actor
             .options(
                 name=self.actor_name, namespace=self._settings.namespace, num_cpus=0, max_restarts=0,
                 scheduling_strategy=here,
