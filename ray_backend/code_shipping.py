@@ -66,11 +66,9 @@ def ship_user_modules() -> list[str]:
     tolerate_lazy_type_params()
     shipped = []
     for name, module in list(sys.modules.items()):
-        if not isinstance(module, ModuleType):
-            continue
         judged = _verdicts.get(name)
         if judged is None or judged[0] is not module:
-            judged = _verdicts[name] = (module, is_user_module(module))
+            judged = _verdicts[name] = (module, isinstance(module, ModuleType) and is_user_module(module))
         if judged[1]:
             cloudpickle.register_pickle_by_value(module)
             shipped.append(name)

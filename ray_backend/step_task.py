@@ -23,6 +23,7 @@ from ray import cloudpickle
 from ray_backend import stored_fields, stored_results
 from ray_backend.context_state import build_context
 from ray_backend.process_slots import shared
+from ray_backend.result_chunks import ChunkedResults, LazyResults
 from ray_backend.runtime_shipping import RuntimeSpec, activate
 from ray_backend.stored_fields import NewLargeValue, StoredField
 from ray_backend.stored_results import STEP_RESULTS, LoadedResults
@@ -97,8 +98,8 @@ def run_step(
     run.actor.started.remote(token, node_id)
     values = stored_fields.load(snapshot)
     results = LoadedResults()
-    if isinstance(values.get(STEP_RESULTS), list):
-        values[STEP_RESULTS] = results.load(values[STEP_RESULTS])
+    if isinstance(values.get(STEP_RESULTS), ChunkedResults):
+        values[STEP_RESULTS] = LazyResults.of(values[STEP_RESULTS], results)
     if rollback_of is not None:
         rollback_of = results.load([rollback_of])[0]
     runtime = WorkerRuntime(run.env, run.job_id, run.actor, token, run.flush_interval_s, journaled=run.journaled)
@@ -145,7 +146,7 @@ def _refuse_unsendable(report: TaskReport, step_name: str, mode: str) -> None:
     """
     small = {k: v for k, v in report.fields.items() if not isinstance(v, (StoredField, NewLargeValue))}
     try:
-        stored_fields.dumps_without_refs(small)  # one pass in the common case; field by field only to name it
+        stored_fields.pickled_fingerprint(small)  # one pass (C pickler first) in the common case; field by field only to name it
         return
     except Exception:  # noqa: BLE001 - pickling raises many types
         pass

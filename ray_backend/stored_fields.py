@@ -139,6 +139,18 @@ def dumps_without_refs(value: Any, fast: bool = False) -> bytes:
     return buffer.getvalue()
 
 
+def pickled_fingerprint(value: Any) -> bytes:
+    """Bytes that change when ``value`` changes (references as their ids).
+
+    The C pickler (fast enough to run beside a step every interval), or cloudpickle for
+    what it cannot handle (classes that exist only by value on a worker).
+    """
+    try:
+        return dumps_without_refs(value, fast=True)
+    except Exception:  # noqa: BLE001 - e.g. a class that exists only by value on this worker
+        return dumps_without_refs(value)
+
+
 def load(snapshot: dict[str, Any]) -> dict[str, Any]:
     """Resolve every ``StoredField`` in one ``ray.get`` per distinct object (zero-copy)."""
     by_ref: dict[ray.ObjectRef, list[tuple[str, str]]] = defaultdict(list)

@@ -1,7 +1,7 @@
 """Large values inside step results travel by reference, like large context fields.
 
-``ctx.step_results`` goes to every step task with the context, and each result's
-``data`` and ``rollback_data`` with it. A value ≥ 1 MiB there (``stored_fields.is_large``)
+``ctx.step_results`` goes to step tasks with the context (in stored chunks, see
+``result_chunks``), and each result's ``data`` and ``rollback_data`` with it. A value ≥ 1 MiB there (``stored_fields.is_large``)
 is swapped for a ``StoredField`` on the way out and back on arrival, by identity, so
 it crosses the object store once:
 
@@ -137,6 +137,10 @@ class DriverResults:
         for key, value in stored_fields.load(dict(unknown)).items():
             self._remember(value, unknown[key], stored_fields.seal(value))
         return [swap(result, self._as_value) for result in results]
+
+    def unchanged(self, value: Any) -> bool:
+        """Whether a large value stored before is still the same (its reference still stands for it)."""
+        return self._reference(value) is not None
 
     def _as_reference(self, _part: str, _key: str, value: Any) -> Any:
         reference = self._reference(value) if stored_fields.is_large(value) else None

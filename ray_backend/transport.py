@@ -4,7 +4,8 @@ Keeps, per large field, the object last stored and its reference, so a value tha
 has not been replaced is never stored again, and the caller's context receives a
 large value only when a step replaced it. Each value stored is sealed (``stored_fields.seal``)
 so that it cannot change in place unseen; one that did change anyway is stored again.
-Large values inside step results travel the same way (``stored_results``).
+Large values inside step results travel the same way (``stored_results``), and the
+results themselves in stored chunks (``result_chunks``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import ray
 
 from ray_backend import stored_fields
 from ray_backend.context_state import read_state, write_state
+from ray_backend.result_chunks import ChunkedResults, ResultChunks
 from ray_backend.stored_fields import NewLargeValue, StoredField
 from ray_backend.stored_results import STEP_RESULTS, DriverResults
 
@@ -26,6 +28,7 @@ class ContextTransport:
         self._context = context
         self._stored: dict[str, tuple[Any, StoredField, bytes | None]] = {}
         self._results = DriverResults()
+        self._chunks = ResultChunks(self._results)
         self.version = 0
         self.committed: dict[str, Any] = {}
 
@@ -40,7 +43,7 @@ class ContextTransport:
             elif stored_fields.is_large(value):
                 to_store[name] = value
             elif name == STEP_RESULTS and isinstance(value, list):
-                snapshot[name] = self._results.by_reference(value)
+                snapshot[name] = self._chunks.send(value)
             else:
                 snapshot[name] = value
         if to_store:
@@ -79,6 +82,8 @@ class ContextTransport:
                     self._remember(name, state[name], value, stored_fields.seal(state[name]))
                 else:
                     state[name] = self._stored[name][0]
+            elif name == STEP_RESULTS and isinstance(value, ChunkedResults):
+                state[name] = self._chunks.sent  # the step left them as they were sent
             elif name == STEP_RESULTS and isinstance(value, list):
                 state[name] = self._results.resolve(value)
             else:

@@ -13,6 +13,7 @@ from typing import Any
 
 from ray_backend import stored_fields
 from ray_backend.context_state import read_state
+from ray_backend.result_chunks import LazyResults
 from ray_backend.stored_fields import NEW_LARGE_VALUE, StoredField
 from ray_backend.stored_results import STEP_RESULTS, LoadedResults
 
@@ -43,7 +44,7 @@ class WorkerState:
                     fields[name] = before
                 elif not stored_fields.is_large(value):
                     fields[name] = small[name] = value
-            blob = _fingerprint(small)
+            blob = stored_fields.pickled_fingerprint(small)
         except Exception:  # noqa: BLE001 - torn read or an unpicklable value: skip this tick
             return None
         if blob == self._last_sent:
@@ -72,17 +73,12 @@ class WorkerState:
 
 
     def _state(self) -> dict[str, Any]:
-        """The context's state, with the step results' untouched large values as references."""
+        """The context's state; step results as they came if unchanged, else with untouched large values as references."""
         state = read_state(self._context)
-        if isinstance(state.get(STEP_RESULTS), list):
-            state[STEP_RESULTS] = self._results.by_reference(state[STEP_RESULTS])
+        results = state.get(STEP_RESULTS)
+        unchanged = results.as_sent() if isinstance(results, LazyResults) else None
+        if unchanged is not None:
+            state[STEP_RESULTS] = unchanged
+        elif isinstance(results, list):
+            state[STEP_RESULTS] = self._results.by_reference(results)
         return state
-
-
-def _fingerprint(values: dict[str, Any]) -> bytes:
-    """Bytes that change when ``values`` change: the C pickler (fast, runs every interval
-    beside the step), or cloudpickle for what it cannot handle (classes shipped by value)."""
-    try:
-        return stored_fields.dumps_without_refs(values, fast=True)
-    except Exception:  # noqa: BLE001 - e.g. a class that exists only by value on this worker
-        return stored_fields.dumps_without_refs(values)

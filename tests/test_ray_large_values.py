@@ -113,9 +113,9 @@ def test_a_64_mib_result_reaches_later_steps_and_the_driver_by_reference() -> No
     assert isinstance(arr, np.ndarray) and arr.nbytes == BIG * 8 and arr[-1] == BIG - 1
     assert arr.flags.writeable is False
     # Workers hand the value back as the reference it came as, the same one each time
-    refs = [snapshot["step_results"][0].data["arr"] for snapshot in committed.values()]
+    refs = [snapshot["step_results"].tail[0].data["arr"] for snapshot in committed.values()]
     assert len(refs) == 2 and all(isinstance(ref, StoredField) for ref in refs) and refs[0] == refs[1]
-    assert all(snapshot["step_results"][0].data["small"] == 7 for snapshot in committed.values())
+    assert all(snapshot["step_results"].tail[0].data["small"] == 7 for snapshot in committed.values())
     assert all(len(dumps_without_refs(snapshot)) < 64 * 1024 for snapshot in committed.values())
 
 
@@ -125,7 +125,7 @@ def test_what_each_task_is_sent_holds_a_large_result_as_one_reference() -> None:
     ctx.step_results.append(StepResult(data={"arr": value, "small": 7}))
     transport = ContextTransport(ctx)
     sent = [transport.snapshot(), transport.snapshot()]
-    refs = [snapshot["step_results"][0].data["arr"] for snapshot in sent]
+    refs = [snapshot["step_results"].tail[0].data["arr"] for snapshot in sent]
     assert all(isinstance(ref, StoredField) for ref in refs) and refs[0] == refs[1]  # stored once
     assert all(len(dumps_without_refs(snapshot)) < 64 * 1024 for snapshot in sent)
     assert ray.get(refs[0].ref, timeout=30)[refs[0].key][-1] == BIG - 1
