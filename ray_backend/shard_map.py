@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -28,6 +29,12 @@ _shard_task = ray.remote(_apply)
 _INLINE_FN_BYTES = 64 * 1024
 # After a failure or a stop, how long shards in flight get to stop before they are killed.
 _SETTLE_GRACE_S = 1.0
+# The longest the loop sleeps: bounds how late a failure is seen and a progress update sent.
+_WAKE_S = 0.1
+# The default window holds about this many seconds of shards, at the rate they finish at ...
+_WINDOW_HORIZON_S = 0.5
+# ... and never more than this many shards, however fast they finish.
+_MAX_DEFAULT_WINDOW = 4096
 
 
 def map_on_ray(fn: Callable[[Any], Any], items: Iterable[Any], options: ShardOptions, progress: ProgressSink) -> list[Any]:
@@ -35,13 +42,17 @@ def map_on_ray(fn: Callable[[Any], Any], items: Iterable[Any], options: ShardOpt
 
     A small ``fn`` travels inline with each shard, pickled once (an ObjectRef argument
     costs a dependency wait per task); a large one (a closure over data) is stored once.
-    At most ``max_in_flight`` shards are submitted at a time (default: four times what the cluster can run at once, at least 8), so a
-    100k-shard map does not flood the scheduler. The first failure stops the
-    shards still in flight (see ``_settle``) and raises ``ShardFailedError``.
+    At most ``max_in_flight`` shards are submitted at a time (default: see ``_Window``),
+    so a 100k-shard map neither floods the scheduler nor holds 100k ObjectRefs. The
+    loop wakes once a batch of shards has finished (or every ``_WAKE_S``), not per
+    shard: it costs the step's process little CPU, which tiny shards need. The first
+    failure stops the shards still in flight (see ``_settle``) and raises
+    ``ShardFailedError``.
     """
     shards = list(items)
     task = _shard_task.options(**shard_task_options(options))
-    limit = options.max_in_flight or _default_in_flight(options)
+    at_once = _at_once(options)
+    window = _Window(options.max_in_flight, at_once)
     blob = cloudpickle.dumps(fn)
     fn_arg: bytes | ray.ObjectRef = blob if len(blob) < _INLINE_FN_BYTES else ray.put(fn)
     results: dict[int, Any] = {}
@@ -49,17 +60,21 @@ def map_on_ray(fn: Callable[[Any], Any], items: Iterable[Any], options: ShardOpt
     feed: Iterator[tuple[int, Any]] = iter(enumerate(shards))
 
     def top_up() -> None:
-        for index, item in feed:
-            pending[task.remote(fn_arg, item)] = index
-            if len(pending) >= limit:
+        while len(pending) < window.size:
+            step = next(feed, None)
+            if step is None:
                 return
+            pending[task.remote(fn_arg, step[1])] = step[0]
 
     try:
         top_up()
         while pending:
             refs = list(pending)
-            ray.wait(refs, num_returns=1)
-            done, _ = ray.wait(refs, num_returns=len(refs), timeout=0)  # every shard done by now, in one pass
+            # Wake when a quarter of the window has finished, or as soon as a slot could idle.
+            batch = max(1, min(len(refs) // 4, len(refs) - at_once))
+            done, _ = ray.wait(refs, num_returns=batch, timeout=_WAKE_S)
+            if not done:
+                continue
             try:
                 values = ray.get(done)
             except ray.exceptions.RayError:
@@ -73,11 +88,39 @@ def map_on_ray(fn: Callable[[Any], Any], items: Iterable[Any], options: ShardOpt
                     _settle(pending, results)
                     raise shard_failure(index, len(shards), cause, results) from None
             progress(len(results), len(shards))
+            window.finished(len(results))
             top_up()
     except BaseException:
         _settle(pending, results)  # a cancelled step (KeyboardInterrupt) or a timeout: stop the shards in flight
         raise
     return [results[i] for i in range(len(shards))]
+
+
+class _Window:
+    """How many shards may be in flight: the caller's ``max_in_flight``, or a default that follows the shards' pace.
+
+    The default starts at four times what the cluster can run at once (at least 8) and
+    is resized at each wake to hold about ``_WINDOW_HORIZON_S`` of shards at the rate
+    they just finished at: at most doubling per wake, never under its start, never
+    over ``_MAX_DEFAULT_WINDOW``. Slow shards keep a small window (their arguments are
+    not all queued at once); tiny ones get a queue deep enough that Ray keeps its
+    worker leases between them (a queue that runs dry hands them back, and each new
+    lease is a round trip to the raylet).
+    """
+
+    def __init__(self, asked: int | None, at_once: int) -> None:
+        self._fixed = asked is not None
+        self._floor = asked if asked is not None else max(8, 4 * at_once)
+        self.size = self._floor
+        self._count, self._since = 0, time.monotonic()
+
+    def finished(self, count: int) -> None:
+        """``count`` shards have finished so far."""
+        now = time.monotonic()
+        rate = (count - self._count) / max(now - self._since, 1e-3)
+        self._count, self._since = count, now
+        if not self._fixed:
+            self.size = min(_MAX_DEFAULT_WINDOW, 2 * self.size, max(self._floor, int(rate * _WINDOW_HORIZON_S)))
 
 
 def _settle(pending: dict[ray.ObjectRef, int], results: dict[int, Any]) -> None:
@@ -102,10 +145,10 @@ def _settle(pending: dict[ray.ObjectRef, int], results: dict[int, Any]) -> None:
     pending.clear()
 
 
-def _default_in_flight(options: ShardOptions) -> int:
+def _at_once(options: ShardOptions) -> int:
+    """How many of these shards the cluster can run at once (16 for shards that ask for no CPU or GPU)."""
     total, asked = ray.cluster_resources(), options.resources
     fits = [total.get("CPU", 1.0) / asked.num_cpus] if asked.num_cpus else []
     if asked.num_gpus:
         fits.append(total.get("GPU", 0.0) / asked.num_gpus)
-    at_once = int(min(fits)) if fits else 16
-    return max(8, 4 * at_once)  # enough queued that no CPU idles between shards, never the whole list
+    return max(1, int(min(fits))) if fits else 16

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -37,6 +39,21 @@ def fail_on_seven(x: int) -> int:
     if x == 7:
         raise ValueError("seven is cursed")
     time.sleep(0.05 if x < 7 else 2.0)
+    return x
+
+
+def plus_one(x: int) -> int:
+    return x + 1
+
+
+def cursed_at_1500(folder: str, x: int) -> int:
+    """Shard 1500 fails; later shards would each take 2 s, then leave a file behind."""
+    if x == 1500:
+        raise ValueError("shard 1500 is cursed")
+    if x > 1500:
+        for _ in range(40):  # short sleeps: a polite cancel lands between them
+            time.sleep(0.05)
+        Path(folder, f"late-{x}").touch()
     return x
 
 
@@ -125,3 +142,66 @@ def test_bad_max_in_flight_is_an_error_naming_it(make_executor: Callable[[], Ste
     registry.register(FanStep(square_with_pid, 3, max_in_flight=0))
     with pytest.raises(StepFailedError, match="max_in_flight must be >= 1"):
         Orchestrator(registry, FanContext(runtime_ctx=RuntimeContext()), executor=make_executor()).execute()
+
+
+def test_order_is_kept_across_many_windows(make_executor: Callable[[], StepExecutor]) -> None:
+    ctx = _run(FanStep(plus_one, 2000), make_executor)
+    assert ctx.results == list(range(1, 2001))
+
+
+def test_a_failure_mid_map_with_a_large_window_stops_the_shards_in_flight(ray_session: None, tmp_path: Path) -> None:
+    from ray_backend import RayExecutor
+    from tests.conftest import ray_config
+
+    registry: StepRegistry = StepRegistry()
+    registry.register(FanStep(functools.partial(cursed_at_1500, str(tmp_path)), 3000, max_in_flight=1000))
+    ctx = FanContext(runtime_ctx=RuntimeContext())
+    with pytest.raises(StepFailedError, match=r"^Step 'fan' failed: shard 1500 of 3000 failed: ValueError: shard 1500 is cursed \(\d+ shard\(s\) completed\)$") as info:
+        Orchestrator(registry, ctx, executor=RayExecutor(ray_config())).execute()
+    rollback = info.value.result.rollback_data
+    completed = rollback["completed_shards"]
+    # Shard 1500 went out only once 501 shards had finished (1,000 in flight at most).
+    assert len(completed) >= 501 and set(completed) <= set(range(1500))
+    assert all(rollback["shard_results"][i] == i for i in completed)
+    assert ctx.rollback_saw == [completed]
+    time.sleep(3.0)  # a late shard not stopped would have finished by now
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+# The default window on Ray (``ray_backend.shard_map._Window``): pure arithmetic, no cluster.
+def test_the_default_window_starts_at_four_times_what_runs_at_once_and_at_least_8() -> None:
+    from ray_backend.shard_map import _Window
+
+    assert _Window(None, at_once=1).size == 8
+    assert _Window(None, at_once=10).size == 40
+
+
+def test_fast_shards_grow_the_default_window_at_most_doubling_per_wake_up_to_its_cap() -> None:
+    from ray_backend.shard_map import _MAX_DEFAULT_WINDOW, _Window
+
+    window = _Window(None, at_once=2)
+    sizes = []
+    for wake in range(1, 20):
+        window.finished(wake * 100_000)  # far faster than any window could hold
+        sizes.append(window.size)
+    assert sizes[:4] == [16, 32, 64, 128]
+    assert sizes[-1] == _MAX_DEFAULT_WINDOW == 4096
+
+
+def test_slow_shards_bring_the_default_window_back_to_its_start() -> None:
+    from ray_backend.shard_map import _Window
+
+    window = _Window(None, at_once=2)
+    window.finished(100_000)
+    assert window.size == 16
+    time.sleep(0.2)
+    window.finished(100_001)  # 5 shards/s: half a second of them is under the start
+    assert window.size == 8
+
+
+def test_max_in_flight_given_by_the_caller_is_kept_whatever_the_pace() -> None:
+    from ray_backend.shard_map import _Window
+
+    window = _Window(3, at_once=100)
+    window.finished(100_000)
+    assert window.size == 3
