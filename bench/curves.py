@@ -1,6 +1,8 @@
 """Cost curves as the work grows, each a ratio against bare Ray measured side by side.
 
-    python bench/curves.py [--quick]     # table rows on stdout, bench/curves.png
+    python bench/curves.py [--quick] [--only NAME]   # table rows on stdout, bench/curves.png
+
+``--only fanout`` (or steps, result, logs, concurrent) runs that one curve and draws no plot.
 
 - steps per run (10 → 100 → 1,000): per-step cost in a run vs a bare ``ray.get(task.remote(ctx))``
   round trip; flat means the median step interval does not grow with the run;
@@ -46,6 +48,7 @@ from synapse_steps import (  # noqa: E402
 )
 
 QUICK = "--quick" in sys.argv
+ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv[:-1] else None
 STEP_COUNTS = (10, 100, 300) if QUICK else (10, 100, 1000)
 SHARD_COUNTS = (1000, 3000, 10_000) if QUICK else (1000, 10_000, 100_000)
 CONCURRENT_RUNS = (1, 4, 8) if QUICK else (1, 8, 32)
@@ -236,7 +239,7 @@ def fanout_curve(points: dict[str, list[tuple[int, float]]]) -> list[str]:
         ratio = bare / map_s
         if in_flight is None:
             points["fan-out: throughput vs bare"].append((count, ratio))
-        window = "default max_in_flight (8 here)" if in_flight is None else f"max_in_flight={in_flight}"
+        window = "default max_in_flight" if in_flight is None else f"max_in_flight={in_flight}"
         rows.append(row(
             f"C2 shards={count}", f"{count / map_s:.0f} shards/s", f"{count / bare:.0f} shards/s", ratio,
             "≥ 0.9×", ratio >= 0.9,
@@ -382,10 +385,13 @@ def run() -> list[str]:
     }
     rows: list[str] = []
     for curve in (steps_curve, result_curve, fanout_curve, logs_curve, concurrent_curve):
+        if ONLY is not None and curve.__name__ != f"{ONLY}_curve":
+            continue
         start = time.perf_counter()
         rows.extend(curve(points))
         print(f"{curve.__name__}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    plot(points)
+    if ONLY is None:  # a partial run leaves the full plot alone
+        plot(points)
     return rows
 
 
