@@ -99,10 +99,11 @@ def map_on_ray(fn: Callable[[Any], Any], items: Iterable[Any], options: ShardOpt
 class _Window:
     """How many shards may be in flight: the caller's ``max_in_flight``, or a default that follows the shards' pace.
 
-    The default starts at four times what the cluster can run at once (at least 8) and
-    is resized at each wake to hold about ``_WINDOW_HORIZON_S`` of shards at the rate
-    they just finished at: at most doubling per wake, never under its start, never
-    over ``_MAX_DEFAULT_WINDOW``. Slow shards keep a small window (their arguments are
+    The default starts at four times what the cluster can run at once (at least 8).
+    At each wake it grows to hold about ``_WINDOW_HORIZON_S`` of shards at the rate
+    they just finished at: at most doubling per wake, never over
+    ``_MAX_DEFAULT_WINDOW``, and never shrinking (one slow interval on a busy machine
+    must not drain the queue). Slow shards keep the small start (their arguments are
     not all queued at once); tiny ones get a queue deep enough that Ray keeps its
     worker leases between them (a queue that runs dry hands them back, and each new
     lease is a round trip to the raylet).
@@ -110,8 +111,7 @@ class _Window:
 
     def __init__(self, asked: int | None, at_once: int) -> None:
         self._fixed = asked is not None
-        self._floor = asked if asked is not None else max(8, 4 * at_once)
-        self.size = self._floor
+        self.size = asked if asked is not None else max(8, 4 * at_once)
         self._count, self._since = 0, time.monotonic()
 
     def finished(self, count: int) -> None:
@@ -120,7 +120,7 @@ class _Window:
         rate = (count - self._count) / max(now - self._since, 1e-3)
         self._count, self._since = count, now
         if not self._fixed:
-            self.size = min(_MAX_DEFAULT_WINDOW, 2 * self.size, max(self._floor, int(rate * _WINDOW_HORIZON_S)))
+            self.size = min(_MAX_DEFAULT_WINDOW, 2 * self.size, max(self.size, int(rate * _WINDOW_HORIZON_S)))
 
 
 def _settle(pending: dict[ray.ObjectRef, int], results: dict[int, Any]) -> None:

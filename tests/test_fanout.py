@@ -188,15 +188,18 @@ def test_fast_shards_grow_the_default_window_at_most_doubling_per_wake_up_to_its
     assert sizes[-1] == _MAX_DEFAULT_WINDOW == 4096
 
 
-def test_slow_shards_bring_the_default_window_back_to_its_start() -> None:
+def test_slow_shards_keep_the_default_window_at_its_start_and_it_never_shrinks() -> None:
     from ray_backend.shard_map import _Window
 
     window = _Window(None, at_once=2)
+    time.sleep(0.2)
+    window.finished(1)  # 5 shards/s: half a second of them is under the start
+    assert window.size == 8
     window.finished(100_000)
     assert window.size == 16
     time.sleep(0.2)
-    window.finished(100_001)  # 5 shards/s: half a second of them is under the start
-    assert window.size == 8
+    window.finished(100_001)
+    assert window.size == 16
 
 
 def test_max_in_flight_given_by_the_caller_is_kept_whatever_the_pace() -> None:
