@@ -149,6 +149,23 @@ def test_order_is_kept_across_many_windows(make_executor: Callable[[], StepExecu
     assert ctx.results == list(range(1, 2001))
 
 
+class AddTo:
+    def __init__(self, base: int) -> None:
+        self.base = base
+
+    def __call__(self, x: int) -> int:
+        return self.base + x
+
+
+def test_a_lambda_a_partial_and_a_callable_object_map_like_a_function(
+    make_executor: Callable[[], StepExecutor],
+) -> None:
+    offset = 10
+    for fn in (lambda x: x + offset, functools.partial(int.__add__, 10), AddTo(10)):
+        ctx = _run(FanStep(fn, 30), make_executor)
+        assert ctx.results == list(range(10, 40))
+
+
 def test_a_failure_mid_map_with_a_large_window_stops_the_shards_in_flight(ray_session: None, tmp_path: Path) -> None:
     from ray_backend import RayExecutor
     from tests.conftest import ray_config
