@@ -225,3 +225,15 @@ def test_max_in_flight_given_by_the_caller_is_kept_whatever_the_pace() -> None:
     window = _Window(3, at_once=100)
     window.finished(100_000)
     assert window.size == 3
+
+
+def test_the_default_window_counts_what_the_session_ray_runs_at_once(ray_session: None) -> None:
+    import ray
+
+    from ray_backend.shard_map import _at_once
+    from synapse_steps.fanout import ShardOptions
+    from synapse_steps.resources import StepResources, resolve
+
+    cpus = int(ray.cluster_resources()["CPU"])
+    assert _at_once(ShardOptions(resolve(StepResources(num_cpus=0.5)))) == 2 * cpus
+    assert _at_once(ShardOptions(resolve(StepResources(num_cpus=0)))) == 16  # asks for nothing: counts as 16
