@@ -20,6 +20,7 @@ from synapse_steps import (
     StepExecutor,
     StepFailedError,
     StepRegistry,
+    StepResources,
     StepResult,
 )
 
@@ -149,6 +150,20 @@ def test_order_is_kept_across_many_windows(make_executor: Callable[[], StepExecu
     assert ctx.results == list(range(1, 2001))
 
 
+def late_file(folder: str, x: int) -> int:
+    """Takes 4 s in short sleeps (a polite cancel lands between them), then leaves a file behind."""
+    for _ in range(80):
+        time.sleep(0.05)
+    Path(folder, f"late-{x}").touch()
+    return x
+
+
+class TimedFan(FanStep):
+    @property
+    def resources(self) -> StepResources:
+        return StepResources(timeout_s=2)
+
+
 class AddTo:
     def __init__(self, base: int) -> None:
         self.base = base
@@ -182,6 +197,20 @@ def test_a_failure_mid_map_with_a_large_window_stops_the_shards_in_flight(ray_se
     assert all(rollback["shard_results"][i] == i for i in completed)
     assert ctx.rollback_saw == [completed]
     time.sleep(3.0)  # a late shard not stopped would have finished by now
+    assert sorted(os.listdir(tmp_path)) == []
+
+
+
+@pytest.mark.slow
+def test_a_step_stopped_mid_map_stops_its_shards(ray_session: None, tmp_path: Path) -> None:
+    from ray_backend import RayExecutor
+    from tests.conftest import ray_config
+
+    registry: StepRegistry = StepRegistry()
+    registry.register(TimedFan(functools.partial(late_file, str(tmp_path)), 40))
+    with pytest.raises(StepFailedError, match=r"timed out after 2s \(timeout_s\) and was stopped"):
+        Orchestrator(registry, FanContext(runtime_ctx=RuntimeContext()), executor=RayExecutor(ray_config())).execute()
+    time.sleep(4.0)  # a shard not stopped would have finished by now
     assert sorted(os.listdir(tmp_path)) == []
 
 
