@@ -219,9 +219,14 @@ def tiny_task(item: int) -> int:
 WARM_UP_SHARDS = 16
 
 
+def warm_shard(item: int) -> int:
+    time.sleep(0.02)  # long enough that every CPU gets a shard, so every shard worker is started
+    return item
+
+
 def warm_up(ctx: CurveContext) -> None:
     start = time.perf_counter()
-    ctx.map(tiny, range(WARM_UP_SHARDS))
+    ctx.map(warm_shard, range(WARM_UP_SHARDS))
     ctx.values["warm_up_s"] = time.perf_counter() - start
 
 

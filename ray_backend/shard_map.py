@@ -128,9 +128,8 @@ class _Window:
 
     The default starts at four times what the cluster can run at once (at least 8).
     At each wake it grows to hold about ``_WINDOW_HORIZON_S`` of shards at the rate
-    they just finished at: at most doubling per wake, never over
-    ``_MAX_DEFAULT_WINDOW``, and never shrinking (one slow interval on a busy machine
-    must not drain the queue). Slow shards keep the small start (their arguments are
+    they just finished at, never over ``_MAX_DEFAULT_WINDOW`` and never shrinking (one
+    slow interval on a busy machine must not drain the queue). Slow shards keep the small start (their arguments are
     not all queued at once); tiny ones get a queue deep enough that Ray keeps its
     worker leases between them (a queue that runs dry hands them back, and each new
     lease is a round trip to the raylet).
@@ -147,7 +146,7 @@ class _Window:
         rate = (count - self._count) / max(now - self._since, 1e-3)
         self._count, self._since = count, now
         if not self._fixed:
-            self.size = min(_MAX_DEFAULT_WINDOW, 2 * self.size, max(self.size, int(rate * _WINDOW_HORIZON_S)))
+            self.size = min(_MAX_DEFAULT_WINDOW, max(self.size, int(rate * _WINDOW_HORIZON_S)))
 
 
 def _settle(pending: dict[ray.ObjectRef, int], results: dict[int, Any]) -> None:
