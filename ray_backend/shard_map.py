@@ -41,8 +41,7 @@ _MAX_DEFAULT_WINDOW = 4096
 def map_on_ray(fn: Callable[[Any], Any], items: Iterable[Any], options: ShardOptions, progress: ProgressSink) -> list[Any]:
     """Run ``fn(item)`` for every item as Ray tasks with the shard resources.
 
-    How ``fn`` reaches the shards: see ``_shard_function``.
-    At most ``max_in_flight`` shards are submitted at a time (default: see ``_Window``),
+    How ``fn`` reaches the shards: see ``_shard_function``. At most ``max_in_flight`` shards are submitted at a time (default: see ``_Window``),
     so a 100k-shard map neither floods the scheduler nor holds 100k ObjectRefs. The
     loop wakes once a batch of shards has finished (or every ``_WAKE_S``), not per
     shard: it costs the step's process little CPU, which tiny shards need. The first
@@ -129,10 +128,10 @@ class _Window:
     The default starts at four times what the cluster can run at once (at least 8).
     At each wake it grows to hold about ``_WINDOW_HORIZON_S`` of shards at the rate
     they just finished at, never over ``_MAX_DEFAULT_WINDOW`` and never shrinking (one
-    slow interval on a busy machine must not drain the queue). Slow shards keep the small start (their arguments are
-    not all queued at once); tiny ones get a queue deep enough that Ray keeps its
-    worker leases between them (a queue that runs dry hands them back, and each new
-    lease is a round trip to the raylet).
+    slow interval on a busy machine must not drain the queue). Slow shards keep the
+    small start (their arguments are not all queued at once); tiny ones get a queue
+    deep enough that Ray keeps its worker leases between them (a queue that runs dry
+    hands them back, and each new lease is a round trip to the raylet).
     """
 
     def __init__(self, asked: int | None, at_once: int) -> None:
