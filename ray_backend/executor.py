@@ -392,12 +392,17 @@ class RayExecutor(StepExecutor):
             started: dict[str, str]
             started, events = drained
             self._deliver(context, token, events, tolerant=False)
-            self._pending_drain = (self._actor.drain.remote(), now)
+            self._send_drain(now)
             return started.get(token)
+        self._send_drain(now)
+        return None
+
+    def _send_drain(self, now: float) -> None:
+        """Ask the actor for what workers sent (answered by a later ``_poll``), after a commit still owed."""
+        assert self._actor is not None
         if self._commit_owed:
             self._commit()
         self._pending_drain = (self._actor.drain.remote(), now)
-        return None
 
     def _actor_up(self, now: float) -> bool:
         """Whether the actor's process is up; one still starting after ``_ACTOR_START_TIMEOUT_S`` counts as up."""
