@@ -36,11 +36,21 @@ class RunState:
         self._batches: list[tuple[str, list[RuntimeEvent]]] = []
         self._progress: dict[str | None, tuple[float, float]] = {}
         self._journaled: dict[str, int] = {}
+        self._settled: set[str] = set()  # tasks whose events the driver replayed from copies: batches dropped
 
-    def commit(self, version: int, snapshot: dict[str, Any], done_token: str | None = None) -> None:
-        """A new base snapshot; ``done_token``: the task whose outcome it holds (its live state goes)."""
+    def commit(
+        self, version: int, snapshot: dict[str, Any], done_token: str | None = None, replayed: bool = False
+    ) -> None:
+        """A new base snapshot; ``done_token``: the task whose outcome it holds (its live state goes).
+
+        ``replayed``: the driver already replayed that task's events from the copies it
+        returned (this actor was still starting), so its batches go, undelivered or still to come.
+        """
         if done_token is not None:
             self._live.pop(done_token, None)
+            if replayed:
+                self._settled.add(done_token)
+                self._batches = [(token, events) for token, events in self._batches if token != done_token]
         if version > self._version:
             self._version, self._snapshot = version, snapshot
 
@@ -54,6 +64,8 @@ class RunState:
 
     def report(self, token: str, events: list[RuntimeEvent], state: dict[str, Any] | None = None) -> None:
         """A worker's batch: events in order, and (when it changed) the task's live context."""
+        if token in self._settled:
+            return
         if events:
             self._batches.append((token, events))
         for event in events:

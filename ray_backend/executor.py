@@ -324,6 +324,7 @@ class RayExecutor(StepExecutor):
         """
         assert self._transport is not None
         failing = report is None or report.stopped
+        replayed = False  # this task's batches were replayed from its copies, not drained
         if report is None:
             started = self._relay(context, token, tolerant=True).get(token)
             if started:
@@ -332,27 +333,31 @@ class RayExecutor(StepExecutor):
             if live:
                 self._transport.apply(live, None)
         else:
-            if report.batches_sent:
+            events = report.events
+            if report.batches_sent and (report.unconfirmed is None or self._actor_up(time.monotonic())):
                 self._relay(context, token, tolerant=failing)
-            else:
-                self._pending_drain = None  # it can hold start markers only: this task shipped no batch
+            else:  # no batch, or all shipped while the actor was starting (and it still is): none was delivered
+                self._pending_drain = None
+                replayed = bool(report.batches_sent)
+                events = (report.unconfirmed or []) + events
             self._transport.apply(report.fields, changed_ref)
-            self._replay(context, report.events, tolerant=failing)
+            self._replay(context, events, tolerant=failing)
             self._nodes[step_name_of(token)] = report.node_id
-        self._commit(token, urgent=report is None or report.stopped or bool(report.batches_sent))
+        self._commit(token, urgent=report is None or report.stopped or bool(report.batches_sent), replayed=replayed)
 
-    def _commit(self, done_token: str | None = None, urgent: bool = False) -> None:
+    def _commit(self, done_token: str | None = None, urgent: bool = False, replayed: bool = False) -> None:
         """Give the actor the new base snapshot: at once if ``urgent``, else at most once per ``progress_interval_s``.
 
         A step that streamed or failed left live state in the actor, which this drops
-        at once. After a short step that did not, the call (~0.5 ms on the driver, as
-        much as the step itself) waits: ``_poll`` sends it with its next drain, so the
-        actor's base is at most one interval behind the driver while a step runs.
+        at once (``replayed``: and its batches, see ``RunState.commit``). After a short
+        step that did not, the call (~0.5 ms on the driver, as much as the step itself)
+        waits: ``_poll`` sends it with its next drain, so the actor's base is at most one
+        interval behind the driver while a step runs.
         """
         assert self._actor is not None and self._transport is not None
         now = time.monotonic()
         if urgent or done_token is None or now - self._last_commit >= self._settings.progress_interval_s:
-            self._actor.commit.remote(self._transport.version, self._transport.committed, done_token)
+            self._actor.commit.remote(self._transport.version, self._transport.committed, done_token, replayed)
             self._last_commit, self._commit_owed = now, False
         else:
             self._commit_owed = True

@@ -134,6 +134,7 @@ def run_step(
     _refuse_unsendable(report, step.name, mode)
     report.events = runtime.take_pending()
     report.batches_sent = runtime.batches_sent
+    report.unconfirmed = runtime.take_unconfirmed()
     return report, changed_large
 
 

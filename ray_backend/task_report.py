@@ -25,7 +25,9 @@ class TaskReport:
     keep order). ``result``: the ``StepResult`` of ``execute``. ``error`` and
     ``traceback``: the exception ``rollback`` raised, as itself. ``stopped``: the
     task was cancelled (Ctrl-C, timeout) and stopped cooperatively, committing its
-    state before it returned.
+    state before it returned. ``unconfirmed``: the events of the batches it shipped
+    while the context actor was still starting (None once the actor took one): if the
+    actor is still not up, the driver replays these instead of waiting for it.
     """
 
     node_id: str
@@ -36,3 +38,4 @@ class TaskReport:
     error: BaseException | None = None
     traceback: str | None = None
     stopped: bool = False
+    unconfirmed: list[RuntimeEvent] | None = None

@@ -8,7 +8,9 @@ state, so the actor always holds the step's latest state, at most one interval o
 ``ctx.commit()`` ships at once and waits for the actor to have it — and, in a
 journaled run, for the driver to have written it to the journal (the driver reads
 the actor every ``progress_interval_s``, so such a commit takes about that long).
-What is still buffered when the step ends is returned with the step's result.
+What is still buffered when the step ends is returned with the step's result; so
+are copies of what it shipped while the actor was still starting (``take_unconfirmed``),
+so that the driver of a short run need not wait for the actor's process to come up.
 """
 
 from __future__ import annotations
@@ -70,6 +72,10 @@ class WorkerRuntime(RuntimeContext):
         self._journaled = journaled
         self._commits = 0
         self.batches_sent = 0
+        # Copies of the events shipped before the actor was known to be up, and the last
+        # shipment's reference: once one is answered, the actor is up (None: no copies kept).
+        self._unconfirmed: list[RuntimeEvent] | None = []
+        self._last_shipment: ray.ObjectRef | None = None
 
     def set_progress(
         self, current: float, total: float, category: str | None = None, *, step: str | None = None
@@ -134,6 +140,15 @@ class WorkerRuntime(RuntimeContext):
             ray.get(ref, timeout=timeout_s)
         except (ray.exceptions.RayError, TimeoutError) as exc:
             raise CommitFailedError(f"ctx.commit(): the run's context actor did not take the state ({exc})") from exc
+        self._unconfirmed = None  # the actor is up
+
+    def take_unconfirmed(self) -> list[RuntimeEvent] | None:
+        """The events shipped while the actor was not known to be up, in order; None once it took a shipment."""
+        with self._ship_lock:
+            shipped = self._last_shipment
+            if self._unconfirmed is not None and shipped is not None and ray.wait([shipped], timeout=0)[0]:
+                self._unconfirmed = None
+            return self._unconfirmed if self.batches_sent else None
 
     def take_pending(self) -> list[RuntimeEvent]:
         """What was not shipped, plus the final progress of every step.
@@ -160,7 +175,14 @@ class WorkerRuntime(RuntimeContext):
             if not events and state is None:
                 return None
             self.batches_sent += 1
-            return self._actor.report.remote(self._token, events, state)
+            ref: ray.ObjectRef = self._actor.report.remote(self._token, events, state)
+            if self._unconfirmed is not None:
+                if self._last_shipment is not None and ray.wait([self._last_shipment], timeout=0)[0]:
+                    self._unconfirmed = None  # the actor took the previous shipment: it is up
+                else:
+                    self._unconfirmed.extend(events)
+                    self._last_shipment = ref
+            return ref
 
     def _take_locked(self) -> list[RuntimeEvent]:
         progress = [
