@@ -175,13 +175,16 @@ def test_upload_on_ray_stopped_mid_upload_leaves_no_file_it_wrote(destination: P
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNAPSE_STEPS_")}
     env.update({**RAY_ENV, "PYTHONUNBUFFERED": "1"})
     env.pop("RAY_ADDRESS", None)
+    delay_s = 2
     if stop == "timeout":
         # Long enough for the first file's ctx.commit() (it waits for the run's context actor
-        # to start and, journaled, for the driver) on a loaded machine; shorter than the upload.
-        env["SYNAPSE_STEPS_STEPS"] = '{"upload": {"timeout_s": 5}}'
+        # to start, which the first steps do not wait for, and, journaled, for the driver) on a
+        # loaded machine; shorter than the upload (4 files × delay_s).
+        env["SYNAPSE_STEPS_STEPS"] = '{"upload": {"timeout_s": 10}}'
+        delay_s = 4
     args = [
         "run", UPLOAD, "--config", str(UPLOAD_DIR / "ray.yaml"), "--json",
-        "--param", f"destination={destination}", "--param", "delay_s=2",
+        "--param", f"destination={destination}", "--param", f"delay_s={delay_s}",
     ]
     proc = subprocess.Popen(
         [sys.executable, "-m", "synapse_steps.cli", *args], cwd=destination.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
