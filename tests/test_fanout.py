@@ -145,6 +145,7 @@ def test_bad_max_in_flight_is_an_error_naming_it(make_executor: Callable[[], Ste
         Orchestrator(registry, FanContext(runtime_ctx=RuntimeContext()), executor=make_executor()).execute()
 
 
+@pytest.mark.slow
 def test_order_is_kept_across_many_windows(make_executor: Callable[[], StepExecutor]) -> None:
     ctx = _run(FanStep(plus_one, 2000), make_executor)
     assert ctx.results == list(range(1, 2001))
@@ -181,6 +182,7 @@ def test_a_lambda_a_partial_and_a_callable_object_map_like_a_function(
         assert ctx.results == list(range(10, 40))
 
 
+@pytest.mark.slow
 def test_a_failure_mid_map_with_a_large_window_stops_the_shards_in_flight(ray_session: None, tmp_path: Path) -> None:
     from ray_backend import RayExecutor
     from tests.conftest import ray_config

@@ -84,6 +84,7 @@ def test_a_late_step_sees_every_earlier_result_in_order(make_executor: Callable[
     assert names(ctx.step_results) == [*(f"s{i}" for i in range(RUN)), "look"]
 
 
+@pytest.mark.slow
 def test_a_step_that_changes_earlier_results_changes_them_for_everyone(make_executor: Callable[[], StepExecutor]) -> None:
     def change(ctx: ResultsContext) -> None:
         ctx.step_results[3].data["note"] = "edited in place"
@@ -102,6 +103,7 @@ def test_a_step_that_changes_earlier_results_changes_them_for_everyone(make_exec
     assert names(ctx.step_results) == [*expected, "change", "look"]
 
 
+@pytest.mark.slow
 def test_an_entry_replaced_on_the_driver_reaches_later_steps(make_executor: Callable[[], StepExecutor]) -> None:
     def replace_early_entry(name: str, ctx: ResultsContext) -> None:
         if name == "look":
@@ -114,6 +116,7 @@ def test_an_entry_replaced_on_the_driver_reaches_later_steps(make_executor: Call
     assert ctx.seen["names"] == ["s0", "driver", "s2"]
 
 
+@pytest.mark.slow
 def test_a_large_bytearray_in_an_early_result_changed_on_the_driver_is_never_stale(
     make_executor: Callable[[], StepExecutor],
 ) -> None:
@@ -135,6 +138,7 @@ def test_a_large_bytearray_in_an_early_result_changed_on_the_driver_is_never_sta
 # --- Ray: what travels ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_step_that_does_not_use_the_results_never_fetches_them(ray_session: None) -> None:
     from ray_backend import RayExecutor
     from tests.conftest import ray_config

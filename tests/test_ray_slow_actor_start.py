@@ -84,6 +84,7 @@ def test_short_steps_do_not_wait_for_a_starting_actor_and_lose_no_event() -> Non
     assert elapsed < ACTOR_START_S - 1  # it never waited for the actor (its start alone takes longer)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("slow_actor")
 def test_batches_shipped_before_the_actor_came_up_are_not_delivered_twice() -> None:
     """The first step's batches reach the actor after the driver replayed their copies; a later step drains it."""
