@@ -145,10 +145,14 @@ class WorkerRuntime(RuntimeContext):
     def take_unconfirmed(self) -> list[RuntimeEvent] | None:
         """The events shipped while the actor was not known to be up, in order; None once it took a shipment."""
         with self._ship_lock:
-            shipped = self._last_shipment
-            if self._unconfirmed is not None and shipped is not None and ray.wait([shipped], timeout=0)[0]:
-                self._unconfirmed = None
+            self._confirm_if_answered()
             return self._unconfirmed if self.batches_sent else None
+
+    def _confirm_if_answered(self) -> None:
+        """Stop keeping copies once the actor answered the last shipment kept (it is up)."""
+        shipped = self._last_shipment
+        if self._unconfirmed is not None and shipped is not None and ray.wait([shipped], timeout=0)[0]:
+            self._unconfirmed = None
 
     def take_pending(self) -> list[RuntimeEvent]:
         """What was not shipped, plus the final progress of every step.
@@ -176,12 +180,10 @@ class WorkerRuntime(RuntimeContext):
                 return None
             self.batches_sent += 1
             ref: ray.ObjectRef = self._actor.report.remote(self._token, events, state)
+            self._confirm_if_answered()
             if self._unconfirmed is not None:
-                if self._last_shipment is not None and ray.wait([self._last_shipment], timeout=0)[0]:
-                    self._unconfirmed = None  # the actor took the previous shipment: it is up
-                else:
-                    self._unconfirmed.extend(events)
-                    self._last_shipment = ref
+                self._unconfirmed.extend(events)
+                self._last_shipment = ref
             return ref
 
     def _take_locked(self) -> list[RuntimeEvent]:
