@@ -89,7 +89,7 @@ def run() -> list[str]:
             "≥ 0.95× throughput", map_throughput >= 0.95,
             f"{SHARDS} × {WORK_S * 1e3:.0f} ms shards on {cpus} CPUs; the map inside the step"),
         row("P5 run", f"{SHARDS / t_ray.median_s:.1f} shards/s", f"{SHARDS / t_bare.median_s:.1f} shards/s", throughput,
-            "report", True, "whole run, incl. the fixed per-run cost (context actor start, step task)"),
+            "report", True, "whole run, incl. the fixed per-run cost (preflight, step task)"),
         row("P5 vs local", f"{t_ray.median_s:.2f} s", f"{t_local.median_s:.2f} s", t_local.median_s / t_ray.median_s,
             "speedup (report)", True, "same step on the in-process executor (threads; CPU-bound Python holds the GIL)"),
     ]

@@ -1,6 +1,9 @@
-"""The per-run actor: where a run's state lives outside the driver while steps run.
+"""The context actor: where each run's state lives outside the driver while steps run.
 
-It holds, for one run:
+One actor serves every run of a driver process (``RunsHost``, started by ``runs_actor``):
+a new actor per run would be a new Python process per run, ~0.3–0.9 s of CPU that a
+short run pays on a small machine. Each run's state is a ``RunState`` under its run key;
+a run reaches only its own through its ``RunChannel``. A ``RunState`` holds, for one run:
 - the *base* context: the snapshot the driver committed after the last finished step
   (versioned, so a late commit never overwrites a newer one);
 - the *live* context of each running task (keyed by its token): the state its worker
@@ -10,19 +13,24 @@ It holds, for one run:
 - event batches workers sent and the driver has not yet replayed, in send order,
   and the latest progress per step.
 
-A plain class made remote at construction (like ``ray.util.queue``), so its
-bookkeeping is testable without Ray. It is sequential on purpose: every call is
-microseconds (workers coalesce progress), so reads never wait long, and calls from
-one worker apply in the order they were sent.
+Plain classes made remote by the driver (like ``ray.util.queue``), so the bookkeeping is
+testable without Ray. The actor is sequential on purpose: every call is microseconds
+(workers coalesce progress), so reads never wait long, even with many runs, and calls
+from one worker apply in the order they were sent.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import ray
 
 from synapse_steps.runtime import RuntimeEvent
+
+# The RunState methods a run may call through its channel.
+_CALLS = frozenset({"commit", "committed", "started", "report", "live", "journaled", "journaled_upto", "progress", "drain"})
 
 
 class RunState:
@@ -95,6 +103,58 @@ class RunState:
         batches, self._batches = self._batches, []
         return dict(self._started), [event for _, events in batches for event in events]
 
+
+
+class RunsHost:
+    """Every open run's ``RunState``, by run key: the body of the shared context actor.
+
+    A run's state appears with its first call (the driver's first commit, or a worker's
+    report that overtook it: calls from different processes are not ordered) and goes
+    with ``close``, so the actor holds nothing for runs that ended.
+    """
+
+    def __init__(self, ended_kept: int = 10_000) -> None:
+        self._runs: dict[str, RunState] = {}
+        # Keys of ended runs, so that a late call from a stopped task of one (seconds
+        # later at most) is answered without bringing its state back; the newest ``ended_kept``.
+        self._ended: OrderedDict[str, None] = OrderedDict()
+        self._ended_kept = ended_kept
+
+    def call(self, run: str, method: str, *args: Any) -> Any:
+        """``RunState.method(*args)`` on run ``run``'s state; a late call for an ended run gets an empty state's answer."""
+        if method not in _CALLS:
+            raise AttributeError(f"RunState has no call {method!r}")
+        state = self._runs.get(run)
+        if state is None:
+            state = RunState()
+            if run not in self._ended:
+                self._runs[run] = state
+        return getattr(state, method)(*args)
+
+    def close(self, run: str) -> None:
+        """Run ``run`` ended: drop its state (and the object references in its snapshots)."""
+        self._runs.pop(run, None)
+        self._ended[run] = None
+        while len(self._ended) > self._ended_kept:
+            self._ended.popitem(last=False)
+
+    def open_runs(self) -> list[str]:
+        """Keys of the runs whose state this actor holds (for checks that nothing outlives its run)."""
+        return sorted(self._runs)
+
     def exit(self) -> None:
-        """End this actor after the calls sent before this one (the driver's close, while it started)."""
+        """End this actor after the calls sent before this one (the driver ends it while it still starts)."""
         ray.actor.exit_actor()
+
+
+@dataclass(frozen=True)
+class RunChannel:
+    """One run's way to its state in the shared context actor; picklable, so tasks carry it."""
+
+    actor: ray.actor.ActorHandle
+    run: str
+
+    def send(self, method: str, *args: Any) -> ray.ObjectRef:
+        """Call ``RunState.method(*args)`` on this run's state; the answer is the returned reference."""
+        ref: ray.ObjectRef = self.actor.call.remote(self.run, method, *args)
+        return ref

@@ -1,4 +1,4 @@
-"""RayExecutor: each step is a Ray task with its own resources; one context actor per run."""
+"""RayExecutor: each step is a Ray task with its own resources; the run's state lives in the context actor."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from ray_backend import failures
+from ray_backend import failures, runs_actor
 from ray_backend.code_shipping import ship_user_modules
 from ray_backend.connection import connect, disconnect
-from ray_backend.context_actor import RunState
+from ray_backend.context_actor import RunChannel
 from ray_backend.preflight import check_serializable
 from ray_backend.runtime_shipping import replay, runtime_spec
 from ray_backend.step_task import RunConstants, SharedConstants, run_step
@@ -33,10 +32,6 @@ from synapse_steps.result import StepResult
 from synapse_steps.step import BaseStep
 
 _run_step_task = ray.remote(run_step)
-_run_state_actor = ray.remote(RunState)  # made remote once: Ray exports its class once per job, not once per run
-# How long a new context actor may take to start (a Python process; slow on a busy machine)
-# before it counts as lost; ``ray.actor_timeout_s`` applies once it is up.
-_ACTOR_START_TIMEOUT_S = 60.0
 _log = logging.getLogger("synapse_steps.ray")
 
 
@@ -64,8 +59,9 @@ class RayExecutor(StepExecutor):
     """Runs each step as a Ray task; the caller's context is synced after every step.
 
     Connects on ``open`` (starting a local Ray when no address is configured, and
-    stopping it again on ``close``), creates the run's context actor, checks that the
-    context and steps pickle, and ships user modules by value.
+    stopping it again on ``close``), opens the run's state in the context actor this
+    driver shares between its runs (``runs_actor``), checks that the context and steps
+    pickle, and ships user modules by value.
 
     Example:
         >>> from ray_backend import RayExecutor
@@ -76,9 +72,8 @@ class RayExecutor(StepExecutor):
         self._config = config if config is not None else load_config()
         self._settings = self._config.ray
         self._connected = False
-        self._actor: ray.actor.ActorHandle | None = None
-        self._actor_ready: ray.ObjectRef | None = None  # resolves once the actor's process is up
-        self._actor_started = 0.0
+        self._actor: runs_actor.SharedActor | None = None
+        self._channel: RunChannel | None = None  # this run's state in that actor
         self._run_constants: SharedConstants | None = None
         self._transport: ContextTransport | None = None
         self._resources: dict[str, StepResources] = {}
@@ -87,7 +82,8 @@ class RayExecutor(StepExecutor):
         self._pending_drain: tuple[ray.ObjectRef, float] | None = None  # (drain call, when it was sent)
         self._last_commit = 0.0  # when the actor last got the base snapshot
         self._commit_owed = False  # the driver's base is newer than the actor's (see ``_commit``)
-        self.actor_name: str | None = None
+        self.actor_name: str | None = None  # the context actor holding this run's state (shared by runs)
+        self.run_key: str | None = None  # this run's key there
 
     @property
     def config(self) -> ExecutorConfig:
@@ -117,7 +113,8 @@ class RayExecutor(StepExecutor):
             self._connected = connect(self._settings)
             ship_user_modules()
             check_serializable(context, steps)
-            self._start_actor(context)
+            self.run_key = f"synapse-steps-run-{context.runtime_ctx.job_id}-{uuid.uuid4().hex[:8]}"
+            self._use_actor(context, runs_actor.acquire(self._settings.namespace, self._settings.actor_timeout_s))
             self._transport = ContextTransport(context)
         except BaseException:
             self.close()
@@ -153,13 +150,15 @@ class RayExecutor(StepExecutor):
             raise error
 
     def close(self) -> None:
-        """Kill the run's context actor and disconnect from Ray if ``open`` connected (a joined cluster stays up)."""
-        if self._actor is not None:
-            if ray.wait([self._actor_ready], timeout=0)[0]:
-                ray.kill(self._actor, no_restart=True)
-            else:  # still starting (a short run): a kill now makes Ray log errors; it ends itself once up
-                self._actor.exit.remote()
-            self._actor = None
+        """Drop the run's state from the context actor and disconnect from Ray if ``open`` connected.
+
+        The actor stays for the driver's next run; it ends with the driver's connection
+        (a local Ray this run started stops; a joined cluster stays up).
+        """
+        if self._actor is not None and self._channel is not None:
+            self._actor.handle.close.remote(self._channel.run)
+            runs_actor.release(self._actor, self._settings.actor_idle_s)
+            self._actor = self._channel = None
             self._run_constants = None
         self._transport = None
         self._pending_drain = None
@@ -167,56 +166,44 @@ class RayExecutor(StepExecutor):
             self._connected = False
             disconnect(True)
 
-    def _start_actor(self, context: BaseStepContext) -> None:
-        self.actor_name = f"synapse-steps-run-{context.runtime_ctx.job_id}-{uuid.uuid4().hex[:8]}"
-        # On the driver's node: the run's bookkeeping must not die with a worker node. Hard
-        # affinity (it needs no resources, and that node lives as long as the driver): Ray
-        # does not honour *soft* affinity to the head node for actors.
-        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-        actor = (
-            _run_state_actor
-            .options(
-                name=self.actor_name, namespace=self._settings.namespace, num_cpus=0, max_restarts=0,
-                scheduling_strategy=here,
-            )
-            .remote()
-        )
-        self._actor = actor
-        self._actor_ready = actor.__ray_ready__.remote()
-        self._actor_started = time.monotonic()
+    def _use_actor(self, context: BaseStepContext, actor: runs_actor.SharedActor) -> None:
+        """Keep this run's state in ``actor``: the channel to it travels in the run's constants."""
+        assert self.run_key is not None
+        self._actor, self.actor_name = actor, actor.name
+        self._channel = RunChannel(actor.handle, self.run_key)
         constants = RunConstants(
             type(context), context.runtime_ctx.env, context.runtime_ctx.job_id,
-            self._settings.progress_interval_s, self._actor, runtime_spec(context.runtime_ctx, self.actor_name),
+            self._settings.progress_interval_s, self._channel, runtime_spec(context.runtime_ctx, self.run_key),
             journaled=bool(getattr(context.runtime_ctx, "commits_observed", False)),
         )
         self._run_constants = SharedConstants(ray.put(constants))
 
     def _replace_actor(self, context: BaseStepContext) -> None:
-        """The context actor died or froze: start a new one from the committed state the driver holds.
+        """The context actor died or froze: a new one gets the committed state the driver holds.
 
         Events and live state the running step already sent to the old actor are
         lost; its final events and its committed context still arrive with its result.
+        The first run to notice starts the new actor; the others find it (``runs_actor.replace``).
         """
-        assert self._transport is not None
-        if self._actor is not None:
-            ray.kill(self._actor, no_restart=True)  # a frozen actor must not come back half-way
+        assert self._transport is not None and self._actor is not None
         self._pending_drain = None
-        self._start_actor(context)
+        self._use_actor(context, runs_actor.replace(self._actor))
         self._commit()
 
     def _ask_actor(self, method: str, context: BaseStepContext, *args: Any) -> Any:
         """One call to the context actor, bounded by ``ray.actor_timeout_s``; None if it had to be replaced."""
-        assert self._actor is not None
-        return self._answer(getattr(self._actor, method).remote(*args), context)
+        assert self._channel is not None
+        return self._answer(self._channel.send(method, *args), context)
 
     def _answer(self, call: ray.ObjectRef, context: BaseStepContext) -> Any:
         """The context actor's answer to ``call``, bounded by ``ray.actor_timeout_s``; None if it had to be replaced.
 
         The time limit counts from when the actor is up: its start (a new process, slow
-        on a busy machine) gets ``_ACTOR_START_TIMEOUT_S``.
+        on a busy machine) gets ``runs_actor.START_TIMEOUT_S``.
         """
+        assert self._actor is not None
         try:
-            if not ray.wait([self._actor_ready], timeout=_ACTOR_START_TIMEOUT_S)[0]:
+            if not ray.wait([self._actor.ready], timeout=runs_actor.START_TIMEOUT_S)[0]:
                 raise ray.exceptions.GetTimeoutError("the context actor did not start")
             return ray.get(call, timeout=self._settings.actor_timeout_s)
         except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
@@ -226,6 +213,8 @@ class RayExecutor(StepExecutor):
     def _run(self, mode: str, step: BaseStep[Any], context: BaseStepContext, result: StepResult | None) -> TaskReport:
         """Submit one step task, relay its events while it runs, apply what it committed."""
         assert self._transport is not None and self._actor is not None, "RayExecutor used before open()"
+        if runs_actor.replaced(self._actor):  # another run found it dead: this step gets the new one
+            self._replace_actor(context)
         resources = self._resources[step.name]
         token = f"{mode}:{step.name}:{uuid.uuid4().hex[:8]}"
         options = step_task_options(mode, step.name, resources, self._settings, self._nodes.get(step.name))
@@ -354,10 +343,10 @@ class RayExecutor(StepExecutor):
         waits: ``_poll`` sends it with its next drain, so the actor's base is at most one
         interval behind the driver while a step runs.
         """
-        assert self._actor is not None and self._transport is not None
+        assert self._channel is not None and self._transport is not None
         now = time.monotonic()
         if urgent or done_token is None or now - self._last_commit >= self._settings.progress_interval_s:
-            self._actor.commit.remote(self._transport.version, self._transport.committed, done_token, replayed)
+            self._channel.send("commit", self._transport.version, self._transport.committed, done_token, replayed)
             self._last_commit, self._commit_owed = now, False
         else:
             self._commit_owed = True
@@ -404,14 +393,15 @@ class RayExecutor(StepExecutor):
 
     def _send_drain(self, now: float) -> None:
         """Ask the actor for what workers sent (answered by a later ``_poll``), after a commit still owed."""
-        assert self._actor is not None
+        assert self._channel is not None
         if self._commit_owed:
             self._commit()
-        self._pending_drain = (self._actor.drain.remote(), now)
+        self._pending_drain = (self._channel.send("drain"), now)
 
     def _actor_up(self, now: float) -> bool:
-        """Whether the actor's process is up; one still starting after ``_ACTOR_START_TIMEOUT_S`` counts as up."""
-        return bool(ray.wait([self._actor_ready], timeout=0)[0]) or now - self._actor_started > _ACTOR_START_TIMEOUT_S
+        """Whether the actor's process is up (see ``runs_actor.SharedActor.up``)."""
+        assert self._actor is not None
+        return self._actor.up(now)
 
     def _relay(self, context: BaseStepContext, token: str, tolerant: bool = False) -> dict[str, str]:
         """Replay the actor's undelivered events into the caller's runtime context, waiting for them.
@@ -452,8 +442,8 @@ class RayExecutor(StepExecutor):
         commit = getattr(context.runtime_ctx, "commit_context", None)
         if callable(commit):
             commit(context)
-        if self._actor is not None:
-            self._actor.journaled.remote(token, number)
+        if self._channel is not None:
+            self._channel.send("journaled", token, number)
 
     @staticmethod
     def _replay(context: BaseStepContext, events: list[Any], tolerant: bool) -> None:

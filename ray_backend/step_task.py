@@ -21,6 +21,7 @@ import ray
 from ray import cloudpickle
 
 from ray_backend import stored_fields, stored_results
+from ray_backend.context_actor import RunChannel
 from ray_backend.context_state import build_context
 from ray_backend.process_slots import shared
 from ray_backend.result_chunks import ChunkedResults, LazyResults
@@ -46,7 +47,7 @@ class RunConstants:
     env: dict[str, Any]
     job_id: str
     flush_interval_s: float
-    actor: ray.actor.ActorHandle
+    channel: RunChannel  # to this run's state in the context actor
     runtime: RuntimeSpec  # the user's runtime context, rebuilt on the worker
     journaled: bool = False  # ctx.commit() waits until the driver journaled the state
 
@@ -95,14 +96,14 @@ def run_step(
     """
     run = shared.get()
     node_id = ray.get_runtime_context().get_node_id()
-    run.actor.started.remote(token, node_id)
+    run.channel.send("started", token, node_id)
     values = stored_fields.load(snapshot)
     results = LoadedResults()
     if isinstance(values.get(STEP_RESULTS), ChunkedResults):
         values[STEP_RESULTS] = LazyResults.of(values[STEP_RESULTS], results)
     if rollback_of is not None:
         rollback_of = results.load([rollback_of])[0]
-    runtime = WorkerRuntime(run.env, run.job_id, run.actor, token, run.flush_interval_s, journaled=run.journaled)
+    runtime = WorkerRuntime(run.env, run.job_id, run.channel, token, run.flush_interval_s, journaled=run.journaled)
     facing = run.runtime.build(runtime)  # the user's runtime context, reporting through ``runtime``
     ctx = build_context(run.context_cls, values, facing)
     runtime.logger.set_step(ctx.current_step, ctx.current_step_order)  # attribute logger calls to the step

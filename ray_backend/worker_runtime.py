@@ -23,6 +23,7 @@ from typing import Any, Final
 
 import ray
 
+from ray_backend.context_actor import RunChannel
 from ray_backend.shard_map import map_on_ray
 from synapse_steps.errors import StepsError
 from synapse_steps.fanout import ShardOptions
@@ -51,14 +52,14 @@ class WorkerRuntime(RuntimeContext):
         self,
         env: dict[str, Any],
         job_id: str,
-        actor: ray.actor.ActorHandle,
+        channel: RunChannel,
         token: str,
         flush_interval_s: float,
         *,
         journaled: bool = False,
     ) -> None:
         super().__init__(logger=logging.getLogger("synapse_steps.worker"), env=env, job_id=job_id)
-        self._actor = actor
+        self._channel = channel
         self._token = token
         self._interval = flush_interval_s
         self._lock = threading.Lock()  # guards the buffers (step thread vs shipping thread)
@@ -121,7 +122,7 @@ class WorkerRuntime(RuntimeContext):
         deadline = time.monotonic() + _COMMIT_TIMEOUT_S
         while True:
             try:
-                if ray.get(self._actor.journaled_upto.remote(self._token), timeout=_COMMIT_TIMEOUT_S) >= number:
+                if ray.get(self._channel.send("journaled_upto", self._token), timeout=_COMMIT_TIMEOUT_S) >= number:
                     return
             except (ray.exceptions.RayError, TimeoutError) as exc:
                 raise CommitFailedError(f"ctx.commit(): the run's context actor did not answer ({exc})") from exc
@@ -179,7 +180,7 @@ class WorkerRuntime(RuntimeContext):
             if not events and state is None:
                 return None
             self.batches_sent += 1
-            ref: ray.ObjectRef = self._actor.report.remote(self._token, events, state)
+            ref = self._channel.send("report", self._token, events, state)
             self._confirm_if_answered()
             if self._unconfirmed is not None:
                 self._unconfirmed.extend(events)

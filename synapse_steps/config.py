@@ -57,7 +57,9 @@ class RaySettings(BaseModel):
         description="Cluster to join ('auto', 'host:port', 'ray://host:10001'). "
         "None: RAY_ADDRESS if set, else start a local Ray for the run and stop it after.",
     )
-    namespace: str = Field("synapse-steps", min_length=1, description="Ray namespace of the run's context actor.")
+    namespace: str = Field(
+        "synapse-steps", min_length=1, description="Ray namespace of the driver's context actor (shared by its runs)."
+    )
     runtime_env: dict[str, Any] | None = Field(None, description="Ray runtime_env for every step's task.")
     num_cpus: int | None = Field(None, gt=0, description="CPUs of a locally started Ray (default: all).")
     schedule_timeout_s: float = Field(
@@ -67,6 +69,10 @@ class RaySettings(BaseModel):
     connect_timeout_s: float = Field(5.0, gt=0, description="Fail fast when the cluster address does not answer.")
     actor_timeout_s: float = Field(
         10.0, gt=0, description="A context actor that does not answer within this many seconds is replaced."
+    )
+    actor_idle_s: float = Field(
+        2.0, ge=0, description="How long the driver's context actor waits for its next run before it ends "
+        "(0: it ends with the last run using it).",
     )
 
 

@@ -82,17 +82,32 @@ def new_ctx(job_id: str = "kit") -> KitContext:
     return KitContext(runtime_ctx=RuntimeContext(job_id=job_id))
 
 
-def alive_run_actors() -> list[str]:
-    """Names of the runs' context actors alive in the connected Ray, sorted.
+def context_actors() -> list[tuple[str, str]]:
+    """``(name, namespace)`` of this driver's context actors alive in the connected Ray, sorted.
 
     Through Ray's public ``list_named_actors``: ``ray.util.state`` would need the
     dashboard, which the tests' Ray does not start. A killed actor's name is gone at once.
     """
     import ray
 
+    from ray_backend.runs_actor import NAME_PREFIX
+
+    mine = f"{NAME_PREFIX}{ray.get_runtime_context().get_job_id()}-"
     return sorted(
-        actor["name"]
+        (actor["name"], actor["namespace"])
         for actor in ray.util.list_named_actors(all_namespaces=True)
-        if actor["name"].startswith("synapse-steps-run-")
+        if actor["name"].startswith(mine)
     )
 
+
+def open_runs() -> list[str]:
+    """Keys of the runs whose state this driver's context actors still hold, sorted."""
+    import ray
+
+    keys: list[str] = []
+    for name, namespace in context_actors():
+        try:
+            keys += ray.get(ray.get_actor(name, namespace=namespace).open_runs.remote(), timeout=10)
+        except (ValueError, ray.exceptions.RayError):
+            continue  # killed or replaced meanwhile: it holds no run any more
+    return sorted(keys)

@@ -27,27 +27,88 @@ from synapse_steps import (
     StepResult,
 )
 from tests.conftest import ray_config
-from tests.steps_kit import KitContext, KitStep, alive_run_actors, registry_of
+from tests.steps_kit import KitContext, KitStep, context_actors, open_runs, registry_of
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
 
 @pytest.mark.parametrize("fail", [None, "raise"])
-def test_no_context_actor_survives_the_run(fail: str | None) -> None:
-    executor = RayExecutor(ray_config())
-    ctx = KitContext(runtime_ctx=RuntimeContext())
-    orchestrator = Orchestrator(registry_of(KitStep("a"), KitStep("b", fail=fail)), ctx, executor=executor)
-    if fail:
-        with pytest.raises(StepFailedError):
+def test_runs_share_one_context_actor_which_keeps_nothing_of_a_finished_run(fail: str | None) -> None:
+    executors = [RayExecutor(ray_config()) for _ in range(2)]
+    for executor in executors:
+        ctx = KitContext(runtime_ctx=RuntimeContext())
+        orchestrator = Orchestrator(registry_of(KitStep("a"), KitStep("b", fail=fail)), ctx, executor=executor)
+        if fail:
+            with pytest.raises(StepFailedError):
+                orchestrator.execute()
+        else:
             orchestrator.execute()
-    else:
-        orchestrator.execute()
-    assert executor.actor_name is not None
-    # This run's actor, not "no actors": another test's actor may still be exiting on its own.
-    deadline = time.monotonic() + 10
-    while executor.actor_name in alive_run_actors() and time.monotonic() < deadline:
+    first, second = executors
+    assert first.actor_name is not None and first.actor_name == second.actor_name
+    assert first.run_key is not None and second.run_key is not None and first.run_key != second.run_key
+    namespace = ray_config().ray.namespace
+    assert [name for name, ns in context_actors() if ns == namespace] == [first.actor_name]  # still up, for the next run
+    deadline = time.monotonic() + 10  # the close is not waited for
+    while {first.run_key, second.run_key} & set(open_runs()) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert executor.actor_name not in alive_run_actors()
+    assert not {first.run_key, second.run_key} & set(open_runs())
+
+
+def _alive(name: str | None, namespace: str, within_s: float) -> bool:
+    """Whether actor ``name`` is still alive after waiting up to ``within_s`` for it to end."""
+    deadline = time.monotonic() + within_s
+    while (name, namespace) in context_actors() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return (name, namespace) in context_actors()
+
+
+def test_the_context_actor_waits_actor_idle_s_for_the_next_run_then_ends() -> None:
+    namespace = "synapse-steps-idle-test"  # an actor of its own, not the session's
+    config = ray_config(namespace=namespace, actor_idle_s=1.5)
+    first = RayExecutor(config)
+    Orchestrator(registry_of("a"), KitContext(runtime_ctx=RuntimeContext()), executor=first).execute()
+    ended = time.monotonic()
+    second = RayExecutor(config)
+    Orchestrator(registry_of("a"), KitContext(runtime_ctx=RuntimeContext()), executor=second).execute()
+    assert second.actor_name == first.actor_name  # the next run found it waiting
+    assert _alive(first.actor_name, namespace, within_s=0.5)
+    assert not _alive(first.actor_name, namespace, within_s=10)
+    assert time.monotonic() - ended > 1.5  # it waited its idle time after the second run
+
+
+def test_with_actor_idle_s_0_the_context_actor_ends_with_the_run() -> None:
+    namespace = "synapse-steps-idle-0-test"
+    executor = RayExecutor(ray_config(namespace=namespace, actor_idle_s=0))
+    with pytest.raises(StepFailedError):
+        Orchestrator(registry_of("a", KitStep("b", fail="raise")), KitContext(runtime_ctx=RuntimeContext()),
+                     executor=executor).execute()
+    assert not _alive(executor.actor_name, namespace, within_s=5)
+
+
+class CommitsFirst(BaseStep[KitContext]):
+    """Commits its state (through the context actor) before anything else."""
+
+    name = "commits"
+    progress_weight = 1.0
+
+    def execute(self, ctx: KitContext) -> StepResult:
+        ctx.values["committed"] = True
+        ctx.commit()
+        return StepResult()
+
+
+def test_a_context_actor_that_died_between_runs_is_replaced_before_the_next_run_uses_it() -> None:
+    """The run that used it last never noticed (its last calls were not waited for)."""
+    namespace = "synapse-steps-died-idle-test"
+    config = ray_config(namespace=namespace, actor_idle_s=5)
+    first = RayExecutor(config)
+    Orchestrator(registry_of("a"), KitContext(runtime_ctx=RuntimeContext()), executor=first).execute()
+    ray.kill(ray.get_actor(first.actor_name, namespace=namespace), no_restart=True)
+    second = RayExecutor(config)
+    ctx = KitContext(runtime_ctx=RuntimeContext())
+    Orchestrator(registry_of(CommitsFirst()), ctx, executor=second).execute()  # its commit reaches a live actor
+    assert ctx.values["committed"] and second.actor_name != first.actor_name
+    assert [name for name, ns in context_actors() if ns == namespace] == [second.actor_name]
 
 
 class SlowTicker(BaseStep[KitContext]):
@@ -257,17 +318,18 @@ SCRIPT = textwrap.dedent(
     if __name__ == "__main__":
         registry = StepRegistry()
         registry.register(ScriptStep())
-        ctx = ScriptContext(runtime_ctx=RuntimeContext())
-        print(Orchestrator.from_config(registry, ctx).execute())
-        import ray
-        print("worker-pid-differs", ctx.pids[0] != os.getpid(), "ray-still-up", ray.is_initialized())
+        for _ in range(2):  # the second run starts a new local Ray: the first one's context actor is gone
+            ctx = ScriptContext(runtime_ctx=RuntimeContext())
+            print(Orchestrator.from_config(registry, ctx).execute())
+            import ray
+            print("worker-pid-differs", ctx.pids[0] != os.getpid(), "ray-still-up", ray.is_initialized())
     """
 )
 
 
 @pytest.mark.slow
 def test_script_run_as_main_on_an_embedded_local_ray(tmp_path: Path) -> None:
-    """No address configured: the run starts its own local Ray and stops it afterwards."""
+    """No address configured: each run starts its own local Ray and stops it afterwards."""
     script = tmp_path / "flow.py"
     script.write_text(SCRIPT)
     env = {**os.environ, "SYNAPSE_STEPS_EXECUTOR": "ray", "SYNAPSE_STEPS_RAY__NUM_CPUS": "1"}
@@ -276,8 +338,8 @@ def test_script_run_as_main_on_an_embedded_local_ray(tmp_path: Path) -> None:
         [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "{'success': True, 'steps_executed': 1, 'steps_total': 1}" in proc.stdout
-    assert "worker-pid-differs True ray-still-up False" in proc.stdout
+    assert proc.stdout.count("{'success': True, 'steps_executed': 1, 'steps_total': 1}") == 2
+    assert proc.stdout.count("worker-pid-differs True ray-still-up False") == 2
 
 
 @dataclass(slots=True)

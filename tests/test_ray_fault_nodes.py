@@ -29,7 +29,7 @@ from synapse_steps import (
     StepResult,
 )
 from tests.conftest import multi_node_cluster, ray_config
-from tests.steps_kit import alive_run_actors, registry_of
+from tests.steps_kit import open_runs, registry_of
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -43,15 +43,15 @@ def cluster() -> Iterator[Cluster]:
 def added_nodes(cluster: Cluster) -> Iterator[list[Any]]:
     """Nodes a test adds; whichever are still in the cluster are removed afterwards."""
     nodes: list[Any] = []
-    before = alive_run_actors()
+    before = open_runs()
     yield nodes
     for node in nodes:
         if node in cluster.worker_nodes:
             cluster.remove_node(node)
     deadline = time.monotonic() + 10
-    while [a for a in alive_run_actors() if a not in before] and time.monotonic() < deadline:
+    while [key for key in open_runs() if key not in before] and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert [a for a in alive_run_actors() if a not in before] == []
+    assert [key for key in open_runs() if key not in before] == []
 
 
 @dataclass

@@ -48,7 +48,7 @@ from synapse_steps import (
     load_config,
 )
 from tests.conftest import ray_config
-from tests.steps_kit import KitContext, KitStep, alive_run_actors, new_ctx, registry_of
+from tests.steps_kit import KitContext, KitStep, context_actors, new_ctx, open_runs, registry_of
 
 pytestmark = [pytest.mark.usefixtures("ray_session"), pytest.mark.timeout(180)]
 
@@ -58,11 +58,11 @@ NAMESPACE = "synapse-steps"  # RaySettings' default namespace
 # --- helpers ----------------------------------------------------------------------
 
 
-def wait_for_no_new_run_actors(before: Sequence[str], timeout_s: float = 10.0) -> list[str]:
-    """Run actors alive now that were not alive before (after waiting for kills to land)."""
+def wait_for_no_new_open_runs(before: Sequence[str], timeout_s: float = 10.0) -> list[str]:
+    """Runs whose state the context actor holds now that it did not hold before (after waiting for closes to land)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        new = [name for name in alive_run_actors() if name not in before]
+        new = [key for key in open_runs() if key not in before]
         if not new or time.monotonic() > deadline:
             return new
         time.sleep(0.1)
@@ -70,10 +70,12 @@ def wait_for_no_new_run_actors(before: Sequence[str], timeout_s: float = 10.0) -
 
 @pytest.fixture(autouse=True)
 def no_run_actor_left(ray_session: None) -> Iterator[None]:
-    """Every test in this module: whatever happened, no run actor survives it."""
-    before = alive_run_actors()
+    """Every test in this module: whatever happened, no run's state outlives it, and one context actor serves all."""
+    before = open_runs()
     yield
-    assert wait_for_no_new_run_actors(before) == []
+    assert wait_for_no_new_open_runs(before) == []
+    namespaces = [namespace for _, namespace in context_actors()]
+    assert len(namespaces) == len(set(namespaces)), context_actors()  # a replaced actor is gone
 
 
 @dataclass
@@ -474,17 +476,20 @@ DRIVER_SCRIPT = textwrap.dedent(
             mark("rollback-" + self._name)
 
 
-    def alive_run_actors():
+    def open_runs():
         import ray
 
         if not ray.is_initialized():
             return None
         deadline = time.monotonic() + 5
         while True:
-            alive = sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                           if a["name"].startswith("synapse-steps-run-"))
-            if not alive or time.monotonic() > deadline:
-                return alive
+            keys = []
+            for actor in ray.util.list_named_actors(all_namespaces=True):
+                if actor["name"].startswith("synapse-steps-context-"):
+                    handle = ray.get_actor(actor["name"], namespace=actor["namespace"])
+                    keys += ray.get(handle.open_runs.remote(), timeout=10)
+            if not keys or time.monotonic() > deadline:
+                return keys
             time.sleep(0.1)
 
 
@@ -522,7 +527,7 @@ DRIVER_SCRIPT = textwrap.dedent(
             raise
         finally:
             print("TRAIL", ctx.trail, flush=True)
-            print("ALIVE_RUN_ACTORS", alive_run_actors(), flush=True)
+            print("OPEN_RUNS", open_runs(), flush=True)
             if MODE == "embedded":
                 print("RAY_CHILDREN_LEFT", ray_children(), flush=True)
     """
@@ -577,9 +582,9 @@ def test_signal_to_a_driver_script_rolls_back_and_exits(tmp_path: Path, sig: sig
     assert not (markers / "finished-long").exists() and not (markers / "started-never").exists()
     assert pid_gone(long_pid), "the running step's worker outlived the driver"
     if mode == "attached":
-        assert "ALIVE_RUN_ACTORS []" in output, tail
+        assert "OPEN_RUNS []" in output, tail  # the context actor (the script's, shared) holds no run
     else:
-        assert "ALIVE_RUN_ACTORS None" in output, tail  # Ray it started is stopped...
+        assert "OPEN_RUNS None" in output, tail  # Ray it started is stopped...
         assert "RAY_CHILDREN_LEFT []" in output, tail  # ...and none of its processes remain
 
 
@@ -606,7 +611,7 @@ def test_context_actor_killed_by_the_driver_between_steps_the_run_recovers(tmp_p
     ]
     assert out.ctx.values["b"] == 1 and out.ctx.values["executed"] == ["a", "c"]
     assert out.ctx.runtime_ctx.progress["b"] == (5, 5)
-    assert killed and killed[0] not in alive_run_actors()
+    assert killed and killed[0] not in [name for name, _ in context_actors()]
 
 
 def test_context_actor_killed_from_inside_a_step_the_run_recovers(tmp_path: Path) -> None:
@@ -826,6 +831,17 @@ def test_step_no_node_can_run_fails_within_the_schedule_timeout(
 # --- 10. concurrent runs on one cluster ---------------------------------------------------------------
 
 
+def execute_into(
+    results: dict[str, tuple[KitContext, BaseException | None]], run: str, orchestrator: Orchestrator, ctx: KitContext
+) -> None:
+    """A run's thread body: execute, then ``results[run]`` is its context and what it raised (None: nothing)."""
+    try:
+        orchestrator.execute()
+        results[run] = (ctx, None)
+    except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        results[run] = (ctx, exc)
+
+
 class TaggedStep(BaseStep[KitContext]):
     """Reports events, metrics and progress tagged with the run id it finds in the context."""
 
@@ -873,11 +889,7 @@ def test_four_concurrent_runs_never_mix_events_progress_or_state() -> None:
             registry_of(*steps), ctx, lambda current, total: progress[run].append(current), executor=executors[run]
         )
         barrier.wait(timeout=30)
-        try:
-            orchestrator.execute()
-            results[run] = (ctx, None)
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-            results[run] = (ctx, exc)
+        execute_into(results, run, orchestrator, ctx)
 
     threads = [threading.Thread(target=one_run, args=(run,), daemon=True) for run in runs]
     for thread in threads:
@@ -901,8 +913,133 @@ def test_four_concurrent_runs_never_mix_events_progress_or_state() -> None:
         else:
             assert error is None, error
             assert progress[run][-1] == 100 and "undone" not in ctx.values
-    names = [executors[run].actor_name for run in runs]
-    assert len(set(names)) == len(runs) and all(f"-{run}-" in names[i] for i, run in enumerate(runs))
+    keys = [executors[run].run_key or "" for run in runs]
+    assert len(set(keys)) == len(runs) and all(f"-{run}-" in keys[i] for i, run in enumerate(runs))
+    assert len({executors[run].actor_name for run in runs}) == 1  # kept apart in one context actor
+
+
+class Streams(BaseStep[KitContext]):
+    """Changes its run's state every 50 ms for ``seconds``, once every run's step is running (marker files)."""
+
+    progress_weight = 1.0
+
+    def __init__(self, name: str, markers: Path, runs: int, seconds: float = 0.0) -> None:
+        self._name, self.markers, self.runs, self.seconds = name, markers, runs, seconds
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def execute(self, ctx: KitContext) -> StepResult:
+        run = ctx.values["run"]
+        ctx.values.setdefault("seen", []).append((self._name, ctx.values.get("last")))
+        if self.seconds:
+            (self.markers / f"{run}-running").touch()
+            deadline = time.monotonic() + 30
+            while len(list(self.markers.glob("*-running"))) < self.runs and time.monotonic() < deadline:
+                time.sleep(0.02)
+            end, i = time.monotonic() + self.seconds, 0
+            while time.monotonic() < end:
+                i += 1
+                ctx.values["count"] = i
+                ctx.log("tick", {"run": run, "i": i})
+                time.sleep(0.05)
+        ctx.values["last"] = f"{run}:{self._name}"
+        return StepResult(data={"run": run})
+
+
+@pytest.mark.slow
+def test_concurrent_runs_all_recover_when_their_shared_context_actor_dies_mid_step(tmp_path: Path) -> None:
+    """Three runs share the driver's context actor; it is killed while all three steps run.
+
+    Each run replaces it or finds the replacement (one new actor, not three), gives it
+    its own committed state, and finishes with its own state only.
+    """
+    runs = ["r0", "r1", "r2"]
+    results: dict[str, tuple[KitContext, BaseException | None]] = {}
+    executors = {run: RayExecutor(ray_config(actor_idle_s=30)) for run in runs}  # still up for the checks below
+    killed: list[str] = []
+
+    def one_run(run: str) -> None:
+        ctx = KitContext(runtime_ctx=RuntimeContext(job_id=run), values={"run": run})
+        steps = [Streams("before", tmp_path, 3), Streams("long", tmp_path, 3, seconds=2.0), Streams("after", tmp_path, 3)]
+        execute_into(results, run, Orchestrator(registry_of(*steps), ctx, executor=executors[run]), ctx)
+
+    threads = [threading.Thread(target=one_run, args=(run,), daemon=True) for run in runs]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.glob("*-running"))) < len(runs):
+        assert time.monotonic() < deadline, "the three long steps never ran together"
+        time.sleep(0.02)
+    time.sleep(0.5)  # each has shipped state to the actor
+    names = {executors[run].actor_name for run in runs}
+    assert len(names) == 1, names
+    killed.append(names.pop() or "")
+    ray.kill(ray.get_actor(killed[0], namespace=NAMESPACE), no_restart=True)
+    for thread in threads:
+        thread.join(timeout=90)
+    assert not any(thread.is_alive() for thread in threads), "a run hung after its context actor died"
+
+    for run in runs:
+        ctx, error = results[run]
+        assert error is None, (run, error)
+        assert ctx.values["seen"] == [("before", None), ("long", f"{run}:before"), ("after", f"{run}:long")]
+        assert ctx.values["run"] == run and ctx.values["count"] >= 30
+        assert {e.data["run"] for e in ctx.runtime_ctx.events if e.name == "tick"} <= {run}
+    after = {executors[run].actor_name for run in runs}
+    assert len(after) == 1 and killed[0] not in after  # one replacement, shared again
+    assert [name for name, namespace in context_actors() if namespace == NAMESPACE] == sorted(after)
+
+
+class CommitsNow(BaseStep[KitContext]):
+    """Commits at once: that needs a live context actor."""
+
+    progress_weight = 1.0
+    name = "commits"
+
+    def execute(self, ctx: KitContext) -> StepResult:
+        ctx.values["committed"] = True
+        ctx.commit()
+        return StepResult()
+
+
+def test_a_run_between_steps_moves_to_the_context_actor_another_run_replaced(tmp_path: Path) -> None:
+    """Run B is between steps when the shared actor dies; run A notices and replaces it.
+
+    B's next step must get the new actor (its ``ctx.commit()`` needs a live one), though B
+    itself never called the dead one.
+    """
+    executors = {run: RayExecutor(ray_config(actor_idle_s=30)) for run in ("A", "B")}
+    done: dict[str, tuple[KitContext, BaseException | None]] = {}
+    killed: list[str] = []
+
+    def run_a() -> None:
+        ctx = KitContext(runtime_ctx=RuntimeContext(job_id="A"), values={"run": "A"})
+        execute_into(done, "A", Orchestrator(registry_of(Streams("long", tmp_path, 1, seconds=3.0)), ctx,
+                                             executor=executors["A"]), ctx)
+
+    def kill_while_a_streams(name: str, ctx: Any) -> None:
+        if name != "commits":
+            return
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "A-running").exists():
+            assert time.monotonic() < deadline, "A's step never started"
+            time.sleep(0.02)
+        killed.append(executors["B"].actor_name or "")
+        ray.kill(ray.get_actor(killed[0], namespace=NAMESPACE), no_restart=True)
+        while executors["A"].actor_name == killed[0]:
+            assert time.monotonic() < deadline, "A never replaced the dead actor"
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=run_a, daemon=True)
+    thread.start()
+    ctx = KitContext(runtime_ctx=RuntimeContext(job_id="B"), values={"run": "B"})
+    Orchestrator(registry_of("first", CommitsNow()), ctx, before_step=kill_while_a_streams,
+                 executor=executors["B"]).execute()
+    thread.join(timeout=60)
+    assert done["A"][1] is None, done["A"][1]
+    assert ctx.values["committed"] and executors["B"].actor_name == executors["A"].actor_name != killed[0]
 
 
 # --- 11. many runs in a row ------------------------------------------------------------------------------
@@ -942,13 +1079,22 @@ def _ray_worker_processes() -> int:
     return sum(1 for pid, cmd in cmdline.items() if "default_worker.py" in cmd and descends(pid))
 
 
+def _context_actor_rss_mb() -> float:
+    """Resident memory of the driver's context actor (default namespace)."""
+    [(name, namespace)] = [actor for actor in context_actors() if actor[1] == NAMESPACE]
+    pid = ray.get(ray.get_actor(name, namespace=namespace).__ray_call__.remote(lambda host: os.getpid()), timeout=30)
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(400)
-def test_sixty_runs_in_a_row_half_failing_leak_nothing() -> None:
+def test_a_hundred_runs_in_a_row_half_failing_leak_nothing() -> None:
     if not _ray_worker_processes():
         pytest.skip("the session Ray was not started by this process; cannot count its workers")
-    samples: dict[int, tuple[float, int]] = {}
-    total = 60
+    samples: dict[int, tuple[float, int, float]] = {}
+    total = 100
     for i in range(1, total + 1):
         fail = i % 2 == 0
         ctx = new_ctx(f"many{i}")
@@ -960,9 +1106,10 @@ def test_sixty_runs_in_a_row_half_failing_leak_nothing() -> None:
             assert fail and str(exc) == "Step 'b' failed: b exploded"
             assert [(a, n) for a, n, _ in ctx.trail][-2:] == [("rollback", "b"), ("rollback", "a")]
         if i in (10, total):
-            time.sleep(1.0)  # let the last kill land
-            samples[i] = (_rss_mb(), _ray_worker_processes())
-    assert wait_for_no_new_run_actors([]) == []
-    (rss_10, workers_10), (rss_end, workers_end) = samples[10], samples[total]
+            assert wait_for_no_new_open_runs([]) == []
+            samples[i] = (_rss_mb(), _ray_worker_processes(), _context_actor_rss_mb())
+    (rss_10, workers_10, actor_10), (rss_end, workers_end, actor_end) = samples[10], samples[total]
     assert rss_end - rss_10 < 50, f"driver RSS grew {rss_end - rss_10:.1f} MB between run 10 and run {total}"
+    assert actor_end - actor_10 < 20, f"context actor RSS grew {actor_end - actor_10:.1f} MB between run 10 and run {total}"
     assert workers_end <= workers_10 + 2, f"Ray workers grew from {workers_10} to {workers_end}"
+    assert len([actor for actor in context_actors() if actor[1] == NAMESPACE]) == 1  # the same one throughout

@@ -11,6 +11,7 @@ import pytest
 import ray
 
 from ray_backend import RayExecutor
+from ray_backend.context_actor import RunChannel
 from ray_backend.stored_fields import StoredField, dumps_without_refs
 from ray_backend.transport import ContextTransport
 from synapse_steps import (
@@ -93,8 +94,9 @@ def test_a_64_mib_result_reaches_later_steps_and_the_driver_by_reference() -> No
     def look_at_what_comes_back(name: str, ctx: BigContext) -> None:
         """What the previous task sent back, as the driver committed it to the run's actor."""
         if name in ("read2", "read3"):
-            actor = ray.get_actor(holder["executor"].actor_name, namespace="synapse-steps")
-            _, snapshot = ray.get(actor.committed.remote(), timeout=30)
+            executor = holder["executor"]
+            state = RunChannel(ray.get_actor(executor.actor_name, namespace="synapse-steps"), executor.run_key)
+            _, snapshot = ray.get(state.send("committed"), timeout=30)
             committed[name] = snapshot
 
     registry: StepRegistry = StepRegistry()

@@ -128,7 +128,7 @@ class RecordsActorNode(BaseStep[PlacedContext]):
             # The actor's node: Ray's public state API (ray.util.state) needs the dashboard, which
             # this cluster does not run, so this one read goes through Ray's private state module.
             for actor in ray._private.state.actors().values():
-                if actor["Name"].startswith("synapse-steps-run-") and actor["State"] == "ALIVE":
+                if actor["Name"].startswith("synapse-steps-context-") and actor["State"] == "ALIVE":
                     ctx.trail.append(("actor", actor["Name"], actor["Address"]["NodeID"]))
             time.sleep(0.1)
         return StepResult()

@@ -14,6 +14,7 @@ import pytest
 import ray
 
 from ray_backend import RayExecutor
+from ray_backend.context_actor import RunChannel
 from synapse_steps import BaseStep, BaseStepContext, Orchestrator, RuntimeContext, StepRegistry, StepResult
 from tests.conftest import ray_config
 
@@ -72,11 +73,15 @@ def test_the_runs_actor_catches_up_with_commits_held_back_after_short_steps() ->
     def wait_for_base(name: str, ctx: CostContext) -> None:
         ctx.commit()  # returns once the run's actor is up (its start is not what this measures)
         prefix = f"synapse-steps-run-{ctx.runtime_ctx.job_id}-"
-        [actor_name] = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(prefix)]
-        actor = ray.get_actor(actor_name, namespace="synapse-steps")
+        [state] = [
+            RunChannel(actor, key)
+            for named in ray.util.list_named_actors(all_namespaces=True) if named["name"].startswith("synapse-steps-context-")
+            for actor in [ray.get_actor(named["name"], namespace=named["namespace"])]
+            for key in ray.get(actor.open_runs.remote(), timeout=10) if key.startswith(prefix)
+        ]
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            _, base = ray.get(actor.committed.remote(), timeout=10)
+            _, base = ray.get(state.send("committed"), timeout=10)
             names = sorted(base.get("seen", {}))
             if names == ["a", "b", "c"]:
                 ctx.seen[name] = time.monotonic() + 10 - deadline

@@ -7,14 +7,15 @@ where a new Python process takes seconds."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import ray
 
-from ray_backend import RayExecutor, executor
-from ray_backend.context_actor import RunState
+from ray_backend import RayExecutor, runs_actor
+from ray_backend.context_actor import RunsHost
 from synapse_steps import BaseStep, BaseStepContext, Orchestrator, RuntimeContext, StepRegistry, StepResult
 from tests.conftest import ray_config
 
@@ -23,7 +24,7 @@ pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("ray_session")]
 ACTOR_START_S = 6.0
 
 
-class SlowStartingRunState(RunState):
+class SlowStartingRunsHost(RunsHost):
     def __init__(self) -> None:
         time.sleep(ACTOR_START_S)
         super().__init__()
@@ -71,9 +72,14 @@ def messages(ctx: TickContext) -> list[str]:
 
 
 @pytest.fixture
-def slow_actor(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
-    monkeypatch.setattr(executor, "_run_state_actor", ray.remote(SlowStartingRunState))
-    return lambda: None
+def slow_actor(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The run starts a context actor of its own (not the session's, already up) that starts slowly."""
+    started: dict[Any, runs_actor.SharedActor] = {}
+    monkeypatch.setattr(runs_actor, "_runs_host_actor", ray.remote(SlowStartingRunsHost))
+    monkeypatch.setattr(runs_actor, "_actors", started)
+    yield
+    for actor in started.values():
+        ray.kill(actor.handle, no_restart=True)
 
 
 @pytest.mark.usefixtures("slow_actor")
