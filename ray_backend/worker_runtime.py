@@ -62,11 +62,13 @@ class WorkerRuntime(RuntimeContext):
         self._channel = channel
         self._token = token
         self._interval = flush_interval_s
-        self._lock = threading.Lock()  # guards the buffers (step thread vs shipping thread)
+        self._lock = threading.Lock()  # guards the event buffer (step thread vs shipping thread)
         self._ship_lock = threading.Lock()  # one shipment at a time, in order
         self._pending: list[RuntimeEvent] = []
-        self._latest_progress: dict[str | None, tuple[float, float]] = {}
-        self._last_progress: dict[str | None, tuple[float, float]] = {}
+        # Each step's latest (current, total), written without a lock (one dict store is
+        # atomic), and what the last shipment carried: a shipment sends what changed since.
+        self._progress: dict[str | None, tuple[float, float]] = {}
+        self._shipped_progress: dict[str | None, tuple[float, float]] = {}
         self._state: StateSource | None = None
         self._stop = threading.Event()
         self._shipper: threading.Thread | None = None
@@ -81,9 +83,8 @@ class WorkerRuntime(RuntimeContext):
     def set_progress(
         self, current: float, total: float, category: str | None = None, *, step: str | None = None
     ) -> None:
-        """The hot path: a locked dict write; the event is only built when shipped."""
-        with self._lock:
-            self._latest_progress[step or category] = self._last_progress[step or category] = (current, total)
+        """The hot path: one dict store, no lock (~0.1 µs); the event is only built when shipped."""
+        self._progress[step or category] = (current, total)
 
     def _emit(self, event: RuntimeEvent) -> None:
         with self._lock:
@@ -162,7 +163,7 @@ class WorkerRuntime(RuntimeContext):
         a batch can be lost with the context actor, the result cannot.
         """
         with self._lock:
-            self._latest_progress = dict(self._last_progress)
+            self._shipped_progress = {}
             return self._take_locked()
 
     def _ship_loop(self) -> None:
@@ -188,10 +189,12 @@ class WorkerRuntime(RuntimeContext):
             return ref
 
     def _take_locked(self) -> list[RuntimeEvent]:
+        now = self._progress.copy()  # one C-level copy: the step thread's stores land before or after it
         progress = [
             RuntimeEvent("progress", step, {"current": current, "total": total})
-            for step, (current, total) in self._latest_progress.items()
+            for step, (current, total) in now.items()
+            if self._shipped_progress.get(step) != (current, total)
         ]
         events = self._pending + progress
-        self._pending, self._latest_progress = [], {}
+        self._pending, self._shipped_progress = [], now
         return events
