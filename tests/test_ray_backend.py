@@ -104,6 +104,7 @@ def test_a_context_actor_that_died_between_runs_is_replaced_before_the_next_run_
     first = RayExecutor(config)
     Orchestrator(registry_of("a"), KitContext(runtime_ctx=RuntimeContext()), executor=first).execute()
     ray.kill(ray.get_actor(first.actor_name, namespace=namespace), no_restart=True)
+    assert not _alive(first.actor_name, namespace, within_s=10)  # the kill has landed: a ping now fails
     second = RayExecutor(config)
     ctx = KitContext(runtime_ctx=RuntimeContext())
     Orchestrator(registry_of(CommitsFirst()), ctx, executor=second).execute()  # its commit reaches a live actor

@@ -122,7 +122,7 @@ def test_example_runs_as_a_program(tmp_path):
 @pytest.mark.ray
 def test_upload_on_ray(destination):
     proc = upload("ray", destination)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, (proc.stderr[-3000:], proc.stdout[-3000:])
     assert set(tree(destination)) == {*SAMPLE_FILES, "keep.txt"}
     end = json_events(proc)[-1]
     assert end["summary"]["steps"][1]["data"] == {"uploaded": len(SAMPLE_FILES), "already_present": 0}
