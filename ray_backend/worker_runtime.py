@@ -103,7 +103,7 @@ class WorkerRuntime(RuntimeContext):
         self._shipper.start()
 
     def stop_shipping(self) -> None:
-        """Stop the shipping thread after a last shipment, so nothing the step emitted is lost when the task ends."""
+        """Stop the shipping thread (a shipment under way completes); what it did not ship, ``take_pending`` returns."""
         self._stop.set()
         if self._shipper is not None:
             self._shipper.join(timeout=self._interval + 5.0)
