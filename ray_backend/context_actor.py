@@ -104,7 +104,6 @@ class RunState:
         return dict(self._started), [event for _, events in batches for event in events]
 
 
-
 class RunsHost:
     """Every open run's ``RunState``, by run key: the body of the shared context actor.
 

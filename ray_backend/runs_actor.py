@@ -47,9 +47,14 @@ class SharedActor:
     users: int = 0  # runs holding it (``acquire`` .. ``release``)
     idle_timer: threading.Timer | None = field(default=None, repr=False)
 
+    @property
+    def process_up(self) -> bool:
+        """Whether its process has come up (it may have died since)."""
+        return bool(ray.wait([self.ready], timeout=0)[0])
+
     def up(self, now: float) -> bool:
         """Whether its process is up; one still starting after ``START_TIMEOUT_S`` counts as up (then as lost)."""
-        return bool(ray.wait([self.ready], timeout=0)[0]) or now - self.started > START_TIMEOUT_S
+        return self.process_up or now - self.started > START_TIMEOUT_S
 
 
 def acquire(namespace: str, timeout_s: float) -> SharedActor:
@@ -114,7 +119,7 @@ def replaced(actor: SharedActor) -> bool:
 
 def _answers(actor: SharedActor, timeout_s: float) -> bool:
     """Whether ``actor`` is alive: one still starting counts as alive; one that is up must answer a ping."""
-    if not ray.wait([actor.ready], timeout=0)[0]:
+    if not actor.process_up:
         return True
     try:
         ray.get(actor.handle.__ray_ready__.remote(), timeout=timeout_s)
@@ -153,7 +158,7 @@ def _end(actor: SharedActor) -> None:
     try:
         if not ray.is_initialized() or _key(actor.key[2]) != actor.key:
             return  # that connection ended, and the actor with it
-        if ray.wait([actor.ready], timeout=0)[0]:
+        if actor.process_up:
             ray.kill(actor.handle, no_restart=True)
         else:  # still starting: a kill now makes Ray log errors; it ends itself once up
             actor.handle.exit.remote()

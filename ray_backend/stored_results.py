@@ -1,9 +1,9 @@
 """Large values inside step results travel by reference, like large context fields.
 
 ``ctx.step_results`` goes to step tasks with the context (in stored chunks, see
-``result_chunks``), and each result's ``data`` and ``rollback_data`` with it. A value ≥ 1 MiB there (``stored_fields.is_large``)
-is swapped for a ``StoredField`` on the way out and back on arrival, by identity, so
-it crosses the object store once:
+``result_chunks``), and each result's ``data`` and ``rollback_data`` with it. A value
+≥ 1 MiB there (``stored_fields.is_large``) is swapped for a ``StoredField`` on the way
+out and back on arrival, by identity, so it crosses the object store once:
 
 - the worker that produced it returns it beside its report (``returned``), and the
   driver keeps that reference (``DriverResults.receive``);
